@@ -1,0 +1,357 @@
+//! Rules for the values callers pass in: user ids, scopes, lifetimes and metadata.
+//!
+//! Each rule returns an [`InputError`] that names the argument and says what is wrong, never
+//! quoting the value, so that the extension can turn it into an ERROR with a precise SQLSTATE.
+
+/// The longest user id accepted, in bytes. Ids are the application's own (uuid, bigint,
+/// `auth0|...`, an e-mail address); 512 bytes holds all of them with room to spare and keeps
+/// every invalidation payload far below NOTIFY's 8000-byte limit.
+pub const MAX_USER_ID_BYTES: usize = 512;
+/// The most scopes on one credential.
+pub const MAX_SCOPES: usize = 256;
+/// The longest scope, in bytes.
+pub const MAX_SCOPE_BYTES: usize = 256;
+/// The largest metadata document, in bytes of its stored form.
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+/// The most credentials in one batch call.
+pub const MAX_BATCH: usize = 10_000;
+
+/// What is wrong with an argument. `argument` is the SQL parameter's name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// A required argument is NULL.
+    #[error("{argument} must not be NULL")]
+    Null {
+        /// The parameter.
+        argument: &'static str,
+    },
+    /// A text argument is empty.
+    #[error("{argument} must not be empty")]
+    Empty {
+        /// The parameter.
+        argument: &'static str,
+    },
+    /// A text argument is longer than its limit.
+    #[error("{argument} is longer than {limit} bytes")]
+    TooLong {
+        /// The parameter.
+        argument: &'static str,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// An array argument has more elements than its limit.
+    #[error("{argument} has more than {limit} elements")]
+    TooMany {
+        /// The parameter.
+        argument: &'static str,
+        /// The limit.
+        limit: usize,
+    },
+    /// A text argument contains control characters or white space where none are allowed.
+    #[error("{argument} must not contain white space or control characters")]
+    BadCharacters {
+        /// The parameter.
+        argument: &'static str,
+    },
+    /// An interval argument is zero or negative.
+    #[error("{argument} must be a positive interval")]
+    NotPositive {
+        /// The parameter.
+        argument: &'static str,
+    },
+    /// An interval argument is longer than the configured maximum.
+    #[error("{argument} is longer than the maximum of {max_seconds} seconds")]
+    TooLongInterval {
+        /// The parameter.
+        argument: &'static str,
+        /// The setting that sets the maximum.
+        setting: &'static str,
+        /// The maximum, in seconds.
+        max_seconds: i64,
+    },
+    /// A JSON argument is not a JSON object.
+    #[error("{argument} must be a JSON object")]
+    NotAnObject {
+        /// The parameter.
+        argument: &'static str,
+    },
+}
+
+/// Checks a user id: present, not empty, at most [`MAX_USER_ID_BYTES`], no control characters.
+///
+/// White space is allowed inside ids (some applications use display-like ids), but not control
+/// characters, which would make ids ambiguous in logs.
+pub fn check_user_id(user_id: Option<&str>) -> Result<&str, InputError> {
+    let argument = "user_id";
+    let user_id = user_id.ok_or(InputError::Null { argument })?;
+    if user_id.is_empty() {
+        return Err(InputError::Empty { argument });
+    }
+    if user_id.len() > MAX_USER_ID_BYTES {
+        return Err(InputError::TooLong {
+            argument,
+            limit: MAX_USER_ID_BYTES,
+        });
+    }
+    if user_id.chars().any(char::is_control) {
+        return Err(InputError::BadCharacters { argument });
+    }
+    Ok(user_id)
+}
+
+/// Checks a list of scopes: at most [`MAX_SCOPES`], each present, not empty, at most
+/// [`MAX_SCOPE_BYTES`], with no white space or control characters. Returns them sorted and
+/// without duplicates, so that equal sets are stored equally.
+pub fn normalize_scopes<'a, I>(scopes: I) -> Result<Vec<&'a str>, InputError>
+where
+    I: IntoIterator<Item = Option<&'a str>>,
+{
+    let argument = "scopes";
+    let mut out = Vec::new();
+    for scope in scopes {
+        let scope = scope.ok_or(InputError::Null { argument })?;
+        if scope.is_empty() {
+            return Err(InputError::Empty { argument });
+        }
+        if scope.len() > MAX_SCOPE_BYTES {
+            return Err(InputError::TooLong {
+                argument,
+                limit: MAX_SCOPE_BYTES,
+            });
+        }
+        if scope.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(InputError::BadCharacters { argument });
+        }
+        out.push(scope);
+        if out.len() > MAX_SCOPES {
+            return Err(InputError::TooMany {
+                argument,
+                limit: MAX_SCOPES,
+            });
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// An interval as PostgreSQL stores it: months, days and microseconds, each with its own sign.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntervalParts {
+    /// Whole months.
+    pub months: i32,
+    /// Whole days.
+    pub days: i32,
+    /// Microseconds.
+    pub micros: i64,
+}
+
+impl IntervalParts {
+    /// The interval's length in microseconds, counting a month as 30 days and a day as 24
+    /// hours: the same rule PostgreSQL uses to compare intervals.
+    pub fn comparable_micros(self) -> i128 {
+        const MICROS_PER_DAY: i128 = 86_400_000_000;
+        i128::from(self.months) * 30 * MICROS_PER_DAY
+            + i128::from(self.days) * MICROS_PER_DAY
+            + i128::from(self.micros)
+    }
+}
+
+/// Checks a lifetime: positive, and at most `max_seconds` (by PostgreSQL's interval ordering).
+pub fn check_lifetime(
+    argument: &'static str,
+    interval: Option<IntervalParts>,
+    setting: &'static str,
+    max_seconds: i64,
+) -> Result<IntervalParts, InputError> {
+    let interval = interval.ok_or(InputError::Null { argument })?;
+    let micros = interval.comparable_micros();
+    if micros <= 0 {
+        return Err(InputError::NotPositive { argument });
+    }
+    if micros > i128::from(max_seconds) * 1_000_000 {
+        return Err(InputError::TooLongInterval {
+            argument,
+            setting,
+            max_seconds,
+        });
+    }
+    Ok(interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids() {
+        assert_eq!(
+            check_user_id(Some("auth0|5f7c8ec7c33c6c004bbafe82")),
+            Ok("auth0|5f7c8ec7c33c6c004bbafe82")
+        );
+        assert_eq!(check_user_id(Some("42")), Ok("42"));
+        assert_eq!(check_user_id(Some("Ada Lovelace")), Ok("Ada Lovelace"));
+        let too_long = "u".repeat(MAX_USER_ID_BYTES + 1);
+        let cases = [
+            (
+                None,
+                InputError::Null {
+                    argument: "user_id",
+                },
+            ),
+            (
+                Some(""),
+                InputError::Empty {
+                    argument: "user_id",
+                },
+            ),
+            (
+                Some(too_long.as_str()),
+                InputError::TooLong {
+                    argument: "user_id",
+                    limit: MAX_USER_ID_BYTES,
+                },
+            ),
+            (
+                Some("a\nb"),
+                InputError::BadCharacters {
+                    argument: "user_id",
+                },
+            ),
+            (
+                Some("a\0b"),
+                InputError::BadCharacters {
+                    argument: "user_id",
+                },
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(check_user_id(input), Err(expected));
+        }
+        assert!(check_user_id(Some(&"u".repeat(MAX_USER_ID_BYTES))).is_ok());
+    }
+
+    #[test]
+    fn scopes_are_sorted_and_deduplicated() {
+        let scopes = normalize_scopes([Some("write"), Some("read"), Some("write")]).expect("valid");
+        assert_eq!(scopes, ["read", "write"]);
+        assert_eq!(normalize_scopes(std::iter::empty()), Ok(vec![]));
+    }
+
+    #[test]
+    fn bad_scopes() {
+        let argument = "scopes";
+        let long = "s".repeat(MAX_SCOPE_BYTES + 1);
+        let cases: Vec<(Vec<Option<&str>>, InputError)> = vec![
+            (vec![Some("a"), None], InputError::Null { argument }),
+            (vec![Some("")], InputError::Empty { argument }),
+            (
+                vec![Some(&long)],
+                InputError::TooLong {
+                    argument,
+                    limit: MAX_SCOPE_BYTES,
+                },
+            ),
+            (
+                vec![Some("read write")],
+                InputError::BadCharacters { argument },
+            ),
+            (
+                vec![Some("read\u{7}")],
+                InputError::BadCharacters { argument },
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(normalize_scopes(input), Err(expected));
+        }
+        let many: Vec<String> = (0..=MAX_SCOPES).map(|i| format!("s{i}")).collect();
+        assert_eq!(
+            normalize_scopes(many.iter().map(|s| Some(s.as_str()))),
+            Err(InputError::TooMany {
+                argument,
+                limit: MAX_SCOPES
+            })
+        );
+    }
+
+    #[test]
+    fn lifetimes() {
+        let hour = IntervalParts {
+            months: 0,
+            days: 0,
+            micros: 3_600_000_000,
+        };
+        let day_seconds = 86_400;
+        assert_eq!(
+            check_lifetime("ttl", Some(hour), "s", day_seconds),
+            Ok(hour)
+        );
+        let cases = [
+            (None, InputError::Null { argument: "ttl" }),
+            (
+                Some(IntervalParts {
+                    months: 0,
+                    days: 0,
+                    micros: 0,
+                }),
+                InputError::NotPositive { argument: "ttl" },
+            ),
+            (
+                Some(IntervalParts {
+                    months: 0,
+                    days: 0,
+                    micros: -1,
+                }),
+                InputError::NotPositive { argument: "ttl" },
+            ),
+            // 1 month - 30 days compares equal to zero.
+            (
+                Some(IntervalParts {
+                    months: 1,
+                    days: -30,
+                    micros: 0,
+                }),
+                InputError::NotPositive { argument: "ttl" },
+            ),
+            (
+                Some(IntervalParts {
+                    months: 0,
+                    days: 1,
+                    micros: 1,
+                }),
+                InputError::TooLongInterval {
+                    argument: "ttl",
+                    setting: "s",
+                    max_seconds: day_seconds,
+                },
+            ),
+            (
+                Some(IntervalParts {
+                    months: i32::MAX,
+                    days: i32::MAX,
+                    micros: i64::MAX,
+                }),
+                InputError::TooLongInterval {
+                    argument: "ttl",
+                    setting: "s",
+                    max_seconds: day_seconds,
+                },
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                check_lifetime("ttl", input, "s", day_seconds),
+                Err(expected)
+            );
+        }
+        let exactly_a_day = IntervalParts {
+            months: 0,
+            days: 1,
+            micros: 0,
+        };
+        assert_eq!(
+            check_lifetime("ttl", Some(exactly_a_day), "s", day_seconds),
+            Ok(exactly_a_day)
+        );
+    }
+}

@@ -1,0 +1,77 @@
+//! The payloads of `NOTIFY auth_pg_invalidate`: what a cache must forget.
+//!
+//! Any role may `LISTEN`, so a payload names ids only, never a credential or a hash. The
+//! extension writes these and the client reads them, from this one definition.
+
+use serde::{Deserialize, Serialize};
+
+/// The channel every invalidation is sent on.
+pub const CHANNEL: &str = "auth_pg_invalidate";
+
+/// One invalidation, serialized as a JSON object tagged by `event`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Invalidation {
+    /// One token was revoked.
+    TokenRevoked {
+        /// The token's id.
+        token_id: i64,
+        /// Its owner.
+        user_id: String,
+    },
+    /// Every token of a user was revoked.
+    UserTokensRevoked {
+        /// The user.
+        user_id: String,
+    },
+}
+
+impl Invalidation {
+    /// The JSON payload for `pg_notify`.
+    pub fn to_payload(&self) -> String {
+        serde_json::to_string(self).expect("an invalidation always serializes")
+    }
+
+    /// Parses a payload; `None` for one this version does not know, which a cache should treat
+    /// as "forget everything".
+    pub fn from_payload(payload: &str) -> Option<Self> {
+        serde_json::from_str(payload).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip_and_are_stable() {
+        let cases = [
+            (
+                Invalidation::TokenRevoked {
+                    token_id: 7,
+                    user_id: "u\"1".into(),
+                },
+                r#"{"event":"token_revoked","token_id":7,"user_id":"u\"1"}"#,
+            ),
+            (
+                Invalidation::UserTokensRevoked {
+                    user_id: "auth0|x".into(),
+                },
+                r#"{"event":"user_tokens_revoked","user_id":"auth0|x"}"#,
+            ),
+        ];
+        for (invalidation, payload) in cases {
+            assert_eq!(invalidation.to_payload(), payload);
+            assert_eq!(Invalidation::from_payload(payload), Some(invalidation));
+        }
+    }
+
+    #[test]
+    fn unknown_payloads_are_none() {
+        assert_eq!(
+            Invalidation::from_payload("{\"event\":\"from_the_future\"}"),
+            None
+        );
+        assert_eq!(Invalidation::from_payload("not json"), None);
+    }
+}

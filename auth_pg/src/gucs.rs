@@ -1,0 +1,79 @@
+//! Settings (`auth_pg.*`), each with a typed accessor.
+//!
+//! Contexts are chosen by threat: what would let a caller weaken a check (a longer token
+//! lifetime, a quieter audit trail, another hash key) is settable only by a superuser or in the
+//! server's configuration.
+
+use std::ffi::{CStr, CString};
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, pg_sys};
+
+static HASH_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static MAX_TOKEN_TTL: GucSetting<i32> = GucSetting::<i32>::new(365 * 24 * 60 * 60);
+static AUDIT_TOKEN_ISSUE: GucSetting<bool> = GucSetting::<bool>::new(false);
+
+/// Defines every setting. Called from `_PG_init`.
+pub(crate) fn init() {
+    GucRegistry::define_string_guc(
+        c"auth_pg.hash_key_file",
+        c"File holding the key for credential hashes (64 hexadecimal digits).",
+        c"A path, absolute or relative to the data directory, of a file readable only by the \
+          server's operating-system user. Empty means credential hashes are not keyed. Every \
+          backend reads the file again when this setting changes; a credential hashed under one \
+          key is unknown under another.",
+        &HASH_KEY_FILE,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_int_guc(
+        c"auth_pg.max_token_ttl",
+        c"Longest lifetime issue_token accepts.",
+        c"issue_token refuses a ttl longer than this.",
+        &MAX_TOKEN_TTL,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_bool_guc(
+        c"auth_pg.audit_token_issue",
+        c"Whether issuing a token is written to auth_pg.audit_events.",
+        c"Revocations are always audited; issuing is frequent, so it is audited only when asked.",
+        &AUDIT_TOKEN_ISSUE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+
+    // SAFETY: called from _PG_init, in the backend's main thread, with a static C string.
+    // Reserving the prefix turns a mistyped `auth_pg.*` name into an error instead of a silent
+    // placeholder, and removes placeholders left by the configuration files.
+    unsafe { pg_sys::MarkGUCPrefixReserved(c"auth_pg".as_ptr()) };
+}
+
+/// The raw value of `auth_pg.hash_key_file`, borrowed from the GUC machinery: `None` when unset
+/// or empty. Borrowing avoids an allocation per credential hash.
+pub(crate) fn with_hash_key_file<R>(f: impl FnOnce(Option<&CStr>) -> R) -> R {
+    let raw = HASH_KEY_FILE.as_ptr();
+    // SAFETY: `raw` points at the GUC's value slot, which holds either NULL or a NUL-terminated
+    // string owned by the GUC machinery. The string lives until the setting changes, which can
+    // only happen when the backend processes a configuration reload, never during `f`.
+    let value = unsafe {
+        let value = *raw;
+        if value.is_null() {
+            None
+        } else {
+            Some(CStr::from_ptr(value))
+        }
+    };
+    f(value.filter(|path| !path.is_empty()))
+}
+
+/// `auth_pg.max_token_ttl`, in seconds.
+pub(crate) fn max_token_ttl_seconds() -> i64 {
+    i64::from(MAX_TOKEN_TTL.get())
+}
+
+/// `auth_pg.audit_token_issue`.
+pub(crate) fn audit_token_issue() -> bool {
+    AUDIT_TOKEN_ISSUE.get()
+}

@@ -1,0 +1,56 @@
+//! auth_pg: the hot paths of authentication, inside PostgreSQL.
+//!
+//! SQL is the public interface; this crate is the thin layer between it and the pure logic in
+//! `auth_core`. Each module owns one capability (`tokens`) or one piece of plumbing (`gucs`,
+//! `error`, `hash_key`, `storage`, `notify`, `audit`).
+//!
+//! Functions that read or write the extension's tables are `SECURITY DEFINER` with
+//! `search_path` pinned to `pg_catalog, pg_temp`; every name they use in SQL is
+//! schema-qualified, operators included, and the hot paths read their index directly, so
+//! nothing a caller puts on its `search_path` or in `pg_temp` can change what they do.
+
+use pgrx::prelude::*;
+
+mod audit;
+mod error;
+mod gucs;
+mod hash_key;
+mod notify;
+mod storage;
+mod tokens;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!(
+    "../../sql/schema/bootstrap.sql",
+    name = "bootstrap",
+    bootstrap
+);
+extension_sql_file!("../../sql/schema/tokens.sql", name = "tokens_schema");
+extension_sql_file!(
+    "../../sql/schema/privileges.sql",
+    name = "privileges",
+    finalize
+);
+
+/// Called once when a backend loads the library.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    /// One-off setup before the test cluster starts.
+    pub fn setup(_options: Vec<&str>) {}
+
+    /// Settings for the test cluster.
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["shared_preload_libraries = 'auth_pg'"]
+    }
+}

@@ -1,0 +1,239 @@
+//! Direct reads of auth_pg's tables through their unique indexes.
+//!
+//! A validation is one index probe. Going through SPI would add parsing (once), then on every
+//! call a plan-cache check, executor start-up and shut-down around that probe, which costs more
+//! than the probe itself; reading the index directly keeps a check close to the cost of
+//! `SELECT 1`. Everything here is read-only and uses the caller's active snapshot, so it sees
+//! exactly what a query in the same statement would see, and runs on a hot standby.
+//!
+//! Relations are found by name in the `auth_pg` schema, never through `search_path`, and their
+//! OIDs are remembered per backend until a relcache invalidation names them.
+
+use std::cell::Cell;
+use std::ffi::CStr;
+use std::marker::PhantomData;
+
+use pgrx::IntoDatum;
+use pgrx::pg_sys::{self, Datum, Oid};
+
+use crate::error::AuthPgError;
+
+/// The relations that are read directly.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Rel {
+    Tokens,
+    TokensHashKey,
+}
+
+impl Rel {
+    const COUNT: usize = 2;
+
+    fn name(self) -> &'static CStr {
+        match self {
+            Self::Tokens => c"tokens",
+            Self::TokensHashKey => c"tokens_token_hash_key",
+        }
+    }
+}
+
+thread_local! {
+    static OIDS: [Cell<Oid>; Rel::COUNT] = const { [const { Cell::new(Oid::INVALID) }; Rel::COUNT] };
+    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Forgets remembered OIDs when their relcache entries are invalidated (dropped, altered or
+/// reindexed relations, or a full reset).
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn forget_oids(_arg: Datum, relid: Oid) {
+    OIDS.with(|oids| {
+        for cell in oids {
+            if relid == Oid::INVALID || cell.get() == relid {
+                cell.set(Oid::INVALID);
+            }
+        }
+    });
+}
+
+fn relation_oid(rel: Rel) -> Oid {
+    let cached = OIDS.with(|oids| oids[rel as usize].get());
+    if cached != Oid::INVALID {
+        return cached;
+    }
+    if !CALLBACK_REGISTERED.get() {
+        // SAFETY: registers a plain function with no argument; it only touches thread-local
+        // cells, so it is safe to run whenever invalidations are processed.
+        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_oids), Datum::from(0)) };
+        CALLBACK_REGISTERED.set(true);
+    }
+    // SAFETY: both calls take NUL-terminated names and only read the catalog caches.
+    let oid = unsafe {
+        let namespace = pg_sys::get_namespace_oid(c"auth_pg".as_ptr(), true);
+        if namespace == Oid::INVALID {
+            Oid::INVALID
+        } else {
+            pg_sys::get_relname_relid(rel.name().as_ptr(), namespace)
+        }
+    };
+    if oid == Oid::INVALID {
+        AuthPgError::MissingRelation {
+            name: format!("auth_pg.{}", rel.name().to_string_lossy()),
+        }
+        .raise("auth_pg storage");
+    }
+    OIDS.with(|oids| oids[rel as usize].set(oid));
+    oid
+}
+
+/// Opens `rel` with `AccessShareLock`, finding it again if its remembered OID went stale.
+fn open(rel: Rel, index: bool) -> pg_sys::Relation {
+    for _ in 0..2 {
+        let oid = relation_oid(rel);
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        // SAFETY: `oid` names a relation in auth_pg, or a relation that has since been
+        // dropped; `try_relation_open` returns NULL for the latter instead of raising.
+        let relation = unsafe { pg_sys::try_relation_open(oid, lock) };
+        if !relation.is_null() {
+            // SAFETY: an open relation has a valid `rd_rel`.
+            let kind = unsafe { (*(*relation).rd_rel).relkind } as u8;
+            let expected = if index {
+                pg_sys::RELKIND_INDEX
+            } else {
+                pg_sys::RELKIND_RELATION
+            };
+            if kind == expected {
+                return relation;
+            }
+            // SAFETY: we opened it just above with this lock.
+            unsafe { pg_sys::relation_close(relation, lock) };
+        }
+        OIDS.with(|oids| oids[rel as usize].set(Oid::INVALID));
+    }
+    AuthPgError::MissingRelation {
+        name: format!("auth_pg.{}", rel.name().to_string_lossy()),
+    }
+    .raise("auth_pg storage")
+}
+
+/// An open index scan for rows of a table by the exact value of its unique `bytea` index.
+///
+/// Open once, probe any number of times (a batch), drop to close. On an ERROR, the transaction's
+/// resource owner releases everything instead of `Drop`.
+pub(crate) struct UniqueLookup {
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    scan: pg_sys::IndexScanDesc,
+    slot: *mut pg_sys::TupleTableSlot,
+}
+
+impl UniqueLookup {
+    /// Opens `table` and its unique index `index`, whose first column is `bytea`.
+    pub(crate) fn open(table: Rel, index: Rel) -> Self {
+        let heap = open(table, false);
+        let index = open(index, true);
+        // SAFETY: both relations are open and locked; the active snapshot (or, outside a
+        // query, the transaction snapshot) outlives this scan, which ends within the call.
+        unsafe {
+            let snapshot = if pg_sys::ActiveSnapshotSet() {
+                pg_sys::GetActiveSnapshot()
+            } else {
+                pg_sys::GetTransactionSnapshot()
+            };
+            let scan = pg_sys::index_beginscan(heap, index, snapshot, 1, 0);
+            let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+            Self {
+                heap,
+                index,
+                scan,
+                slot,
+            }
+        }
+    }
+
+    /// Finds the row visible to this statement whose key is `key`, and lets `read` look at it.
+    /// `read` must copy what it keeps: the row's values point into a shared buffer that is
+    /// released when the next probe starts or the lookup closes.
+    pub(crate) fn find<R>(&mut self, key: &[u8], read: impl FnOnce(&Row<'_>) -> R) -> Option<R> {
+        let key_datum = key.into_datum().expect("a byte slice is never NULL");
+        // SAFETY: the scan and slot are open; `key_datum` is a palloc'd bytea in the current
+        // memory context, alive until the probe ends; the scan key is copied by index_rescan.
+        unsafe {
+            let mut scan_key: pg_sys::ScanKeyData = std::mem::zeroed();
+            pg_sys::ScanKeyInit(
+                &mut scan_key,
+                1,
+                pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+                Oid::from(pg_sys::F_BYTEAEQ),
+                key_datum,
+            );
+            pg_sys::index_rescan(self.scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
+            if !pg_sys::index_getnext_slot(
+                self.scan,
+                pg_sys::ScanDirection::ForwardScanDirection,
+                self.slot,
+            ) {
+                return None;
+            }
+            pg_sys::slot_getallattrs(self.slot);
+        }
+        Some(read(&Row {
+            slot: self.slot,
+            _lookup: PhantomData,
+        }))
+    }
+}
+
+impl Drop for UniqueLookup {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // An ERROR is unwinding: the aborting transaction releases the scan, the slot's
+            // buffer pin and the locks. Calling into Postgres now could free them twice.
+            return;
+        }
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        // SAFETY: everything was opened in `open` and is closed exactly once, here.
+        unsafe {
+            pg_sys::ExecDropSingleTupleTableSlot(self.slot);
+            pg_sys::index_endscan(self.scan);
+            pg_sys::index_close(self.index, lock);
+            pg_sys::relation_close(self.heap, lock);
+        }
+    }
+}
+
+/// A row found by [`UniqueLookup::find`], with all its attributes deformed.
+pub(crate) struct Row<'a> {
+    slot: *mut pg_sys::TupleTableSlot,
+    _lookup: PhantomData<&'a UniqueLookup>,
+}
+
+impl Row<'_> {
+    /// The raw value of attribute `attno` (1-based), `None` for NULL. A by-reference value
+    /// points into the row's buffer: copy it (or form a tuple from it) before the row goes.
+    pub(crate) fn datum(&self, attno: usize) -> Option<Datum> {
+        // SAFETY: `slot_getallattrs` filled `tts_values`/`tts_isnull` for every attribute;
+        // the attribute numbers used by callers are checked against the catalog by a test.
+        unsafe {
+            let slot = &*self.slot;
+            let natts = usize::try_from((*slot.tts_tupleDescriptor).natts).unwrap_or(0);
+            assert!(
+                attno >= 1 && attno <= natts,
+                "attribute {attno} out of range"
+            );
+            if *slot.tts_isnull.add(attno - 1) {
+                None
+            } else {
+                Some(*slot.tts_values.add(attno - 1))
+            }
+        }
+    }
+
+    /// Whether attribute `attno` is NULL.
+    pub(crate) fn is_null(&self, attno: usize) -> bool {
+        self.datum(attno).is_none()
+    }
+
+    /// A `timestamptz` attribute, in microseconds since 2000-01-01.
+    pub(crate) fn timestamptz(&self, attno: usize) -> Option<pg_sys::TimestampTz> {
+        self.datum(attno).map(|d| d.value() as pg_sys::TimestampTz)
+    }
+}

@@ -1,0 +1,61 @@
+-- auth_pg: objects every other part of the schema builds on.
+--
+-- Roles are cluster-wide and outlive the extension (another database may use them), so they
+-- are created only when missing and never dropped by DROP EXTENSION.
+
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'auth_pg_validator') THEN
+        CREATE ROLE auth_pg_validator NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'auth_pg_admin') THEN
+        CREATE ROLE auth_pg_admin NOLOGIN;
+    END IF;
+END
+$roles$;
+
+COMMENT ON SCHEMA auth_pg IS 'auth_pg: authentication checks inside PostgreSQL';
+
+-- Every administrative act, appended and never changed.
+CREATE TABLE auth_pg.audit_events (
+    event_id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    occurred_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    action       text NOT NULL,
+    actor        text NOT NULL,
+    session_role text NOT NULL,
+    user_id      text,
+    org_id       text,
+    subject_id   text,
+    detail       jsonb NOT NULL DEFAULT '{}'::jsonb
+);
+CREATE INDEX audit_events_occurred_at_idx ON auth_pg.audit_events (occurred_at);
+CREATE INDEX audit_events_user_id_idx ON auth_pg.audit_events (user_id) WHERE user_id IS NOT NULL;
+
+COMMENT ON TABLE auth_pg.audit_events IS
+    'Administrative acts (issue, revoke, rotate, role changes): append-only, never holds a secret';
+COMMENT ON COLUMN auth_pg.audit_events.actor IS
+    'The database role that acted (after SET ROLE), not the owner of the SECURITY DEFINER function';
+COMMENT ON COLUMN auth_pg.audit_events.session_role IS 'The role that logged in';
+COMMENT ON COLUMN auth_pg.audit_events.subject_id IS
+    'The id of what was acted on: a token id, key id, session id or role name';
+
+CREATE FUNCTION auth_pg.audit_events_are_append_only() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RAISE EXCEPTION 'auth_pg.audit_events is append-only'
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'Audit events cannot be changed or deleted.';
+END
+$fn$;
+
+CREATE TRIGGER audit_events_no_update_or_delete
+    BEFORE UPDATE OR DELETE ON auth_pg.audit_events
+    FOR EACH ROW EXECUTE FUNCTION auth_pg.audit_events_are_append_only();
+CREATE TRIGGER audit_events_no_truncate
+    BEFORE TRUNCATE ON auth_pg.audit_events
+    FOR EACH STATEMENT EXECUTE FUNCTION auth_pg.audit_events_are_append_only();
+
+SELECT pg_catalog.pg_extension_config_dump('auth_pg.audit_events', '');
+SELECT pg_catalog.pg_extension_config_dump('auth_pg.audit_events_event_id_seq', '');

@@ -1,0 +1,27 @@
+-- auth_pg: who may do what. Runs after every other object is created.
+--
+-- Nothing is open to PUBLIC. auth_pg_validator may check credentials; auth_pg_admin may also
+-- issue and revoke them and read the audit trail. Grant these roles to your application's
+-- login roles: GRANT auth_pg_validator TO my_api;
+
+REVOKE ALL ON SCHEMA auth_pg FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA auth_pg FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA auth_pg FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA auth_pg FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA auth_pg TO auth_pg_validator, auth_pg_admin;
+GRANT auth_pg_validator TO auth_pg_admin;
+
+-- Checks.
+GRANT EXECUTE ON FUNCTION
+    auth_pg.validate_token(text),
+    auth_pg.validate_tokens(text[])
+TO auth_pg_validator;
+
+-- Administration.
+GRANT EXECUTE ON FUNCTION
+    auth_pg.issue_token(text, interval, text[], jsonb),
+    auth_pg.revoke_token(text),
+    auth_pg.revoke_user_tokens(text)
+TO auth_pg_admin;
+GRANT SELECT ON auth_pg.audit_events TO auth_pg_admin;

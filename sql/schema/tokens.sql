@@ -1,0 +1,37 @@
+-- auth_pg: opaque bearer tokens, stored only as their BLAKE3 hash.
+
+CREATE TABLE auth_pg.tokens (
+    token_id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    token_hash  bytea NOT NULL,
+    user_id     text NOT NULL,
+    scopes      text[] NOT NULL DEFAULT '{}',
+    metadata    jsonb,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    expires_at  timestamptz NOT NULL,
+    revoked_at  timestamptz,
+    CONSTRAINT tokens_hash_is_blake3 CHECK (pg_catalog.octet_length(token_hash) OPERATOR(pg_catalog.=) 32),
+    CONSTRAINT tokens_user_id_not_empty CHECK (user_id OPERATOR(pg_catalog.<>) '')
+);
+-- The one index a validation probes.
+CREATE UNIQUE INDEX tokens_token_hash_key ON auth_pg.tokens (token_hash);
+-- For revoke_user_tokens: only tokens still in force.
+CREATE INDEX tokens_user_id_active_idx ON auth_pg.tokens (user_id) WHERE revoked_at IS NULL;
+
+COMMENT ON TABLE auth_pg.tokens IS 'Opaque bearer tokens; the token itself is never stored';
+COMMENT ON COLUMN auth_pg.tokens.token_hash IS
+    'BLAKE3 of the token, keyed with the key in auth_pg.hash_key_file when one is set';
+
+SELECT pg_catalog.pg_extension_config_dump('auth_pg.tokens', '');
+SELECT pg_catalog.pg_extension_config_dump('auth_pg.tokens_token_id_seq', '');
+
+-- One validation's answer. Only status is set unless status is 'valid'.
+CREATE TYPE auth_pg.token_validation AS (
+    status      text,
+    token_id    bigint,
+    user_id     text,
+    scopes      text[],
+    expires_at  timestamptz,
+    metadata    jsonb
+);
+COMMENT ON TYPE auth_pg.token_validation IS
+    'status is one of valid, expired, revoked, unknown, malformed; the other fields are NULL unless valid';
