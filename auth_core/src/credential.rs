@@ -122,7 +122,7 @@ impl Credential {
         let mut text = String::with_capacity(CREDENTIAL_LEN);
         text.push_str(kind.prefix());
         base62::encode_fixed(secret, BODY_LEN, &mut text);
-        let checksum = checksum(&text);
+        let checksum = checksum(text.as_bytes());
         base62::encode_fixed(&checksum, CHECKSUM_LEN, &mut text);
         debug_assert_eq!(text.len(), CREDENTIAL_LEN);
         Self { kind, text }
@@ -130,7 +130,7 @@ impl Credential {
 
     /// Parses `candidate` as a credential of `expected` kind.
     pub fn parse(expected: CredentialKind, candidate: &str) -> Result<Self, FormatError> {
-        check_format(expected, candidate)?;
+        check_format(expected, candidate.as_bytes())?;
         Ok(Self {
             kind: expected,
             text: candidate.to_owned(),
@@ -168,28 +168,31 @@ impl fmt::Display for Credential {
 
 /// Checks that `candidate` is a well-formed credential of `expected` kind, without allocating.
 ///
-/// The length is checked first, so a huge input costs no more than a short one.
-pub fn check_format(expected: CredentialKind, candidate: &str) -> Result<(), FormatError> {
+/// Works on bytes, as they arrive from SQL (a credential is ASCII). The length is checked
+/// first, so a huge input costs no more than a short one.
+pub fn check_format(expected: CredentialKind, candidate: &[u8]) -> Result<(), FormatError> {
     if candidate.is_empty() {
         return Err(FormatError::Empty);
     }
     if candidate.len() != CREDENTIAL_LEN {
         return Err(FormatError::WrongLength);
     }
-    if !candidate.starts_with(expected.prefix()) {
-        return Err(match CredentialKind::from_prefix(candidate) {
+    if !candidate.starts_with(expected.prefix().as_bytes()) {
+        let found = CredentialKind::ALL
+            .into_iter()
+            .find(|kind| candidate.starts_with(kind.prefix().as_bytes()));
+        return Err(match found {
             Some(found) => FormatError::WrongKind { expected, found },
             None => FormatError::UnknownPrefix,
         });
     }
-    let bytes = candidate.as_bytes();
-    if !bytes[PREFIX_LEN..].iter().all(|&b| base62::is_digit(b)) {
+    if !candidate[PREFIX_LEN..].iter().all(|&b| base62::is_digit(b)) {
         return Err(FormatError::BadAlphabet);
     }
     let (signed, given) = candidate.split_at(PREFIX_LEN + BODY_LEN);
     let mut expected_checksum = String::with_capacity(CHECKSUM_LEN);
     base62::encode_fixed(&checksum(signed), CHECKSUM_LEN, &mut expected_checksum);
-    if given != expected_checksum {
+    if given != expected_checksum.as_bytes() {
         return Err(FormatError::BadChecksum);
     }
     Ok(())
@@ -197,8 +200,8 @@ pub fn check_format(expected: CredentialKind, candidate: &str) -> Result<(), For
 
 /// The first four bytes of the unkeyed BLAKE3 hash of prefix and body. Public by design: it
 /// catches typos and lets scanners verify a find; it protects nothing.
-fn checksum(prefix_and_body: &str) -> [u8; 4] {
-    let hash = blake3::hash(prefix_and_body.as_bytes());
+fn checksum(prefix_and_body: &[u8]) -> [u8; 4] {
+    let hash = blake3::hash(prefix_and_body);
     let mut out = [0u8; 4];
     out.copy_from_slice(&hash.as_bytes()[..4]);
     out
@@ -217,10 +220,10 @@ mod tests {
             let text = credential.expose_secret();
             assert_eq!(text.len(), CREDENTIAL_LEN);
             assert!(text.starts_with(kind.prefix()));
-            assert_eq!(check_format(kind, text), Ok(()));
+            assert_eq!(check_format(kind, text.as_bytes()), Ok(()));
             for other in CredentialKind::ALL.into_iter().filter(|&k| k != kind) {
                 assert_eq!(
-                    check_format(other, text),
+                    check_format(other, text.as_bytes()),
                     Err(FormatError::WrongKind {
                         expected: other,
                         found: kind
@@ -295,7 +298,7 @@ mod tests {
         ];
         for (input, expected) in cases {
             assert_eq!(
-                check_format(kind, &input),
+                check_format(kind, input.as_bytes()),
                 Err(expected),
                 "input of length {}",
                 input.len()
@@ -310,7 +313,7 @@ mod tests {
         let input = format!("{input}{}", "a".repeat(CREDENTIAL_LEN - input.len()));
         assert_eq!(input.len(), CREDENTIAL_LEN);
         assert_eq!(
-            check_format(CredentialKind::Token, &input),
+            check_format(CredentialKind::Token, input.as_bytes()),
             Err(FormatError::BadAlphabet)
         );
     }
@@ -328,8 +331,8 @@ mod tests {
     #[test]
     fn format_errors_never_quote_the_input() {
         let good = Credential::from_secret_bytes(CredentialKind::Session, &SECRET);
-        let err =
-            check_format(CredentialKind::Token, good.expose_secret()).expect_err("wrong kind");
+        let err = check_format(CredentialKind::Token, good.expose_secret().as_bytes())
+            .expect_err("wrong kind");
         assert_eq!(
             err.to_string(),
             "the credential is session token, not token"

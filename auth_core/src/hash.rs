@@ -96,10 +96,10 @@ fn hex_value(digit: u8) -> u8 {
 }
 
 /// The stored form of `credential`: its BLAKE3 hash, keyed with `key` when there is one.
-pub fn credential_hash(key: Option<&HashKey>, credential: &str) -> [u8; HASH_LEN] {
+pub fn credential_hash(key: Option<&HashKey>, credential: &[u8]) -> [u8; HASH_LEN] {
     let hash = match key {
-        Some(key) => blake3::keyed_hash(&key.0, credential.as_bytes()),
-        None => blake3::hash(credential.as_bytes()),
+        Some(key) => blake3::keyed_hash(&key.0, credential),
+        None => blake3::hash(credential),
     };
     *hash.as_bytes()
 }
@@ -145,9 +145,9 @@ mod tests {
     fn keyed_and_unkeyed_hashes_differ_and_are_stable() {
         let key = HashKey::from_hex(HEX).expect("valid key");
         let other = HashKey::from_bytes([9; KEY_LEN]);
-        let credential = "apgt_example";
+        let credential = b"apgt_example";
         let unkeyed = credential_hash(None, credential);
-        assert_eq!(unkeyed, *blake3::hash(credential.as_bytes()).as_bytes());
+        assert_eq!(unkeyed, *blake3::hash(credential).as_bytes());
         let keyed = credential_hash(Some(&key), credential);
         assert_ne!(keyed, unkeyed);
         assert_ne!(keyed, credential_hash(Some(&other), credential));

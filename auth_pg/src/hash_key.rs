@@ -34,7 +34,7 @@ thread_local! {
 }
 
 /// The stored form of `credential`: BLAKE3, keyed when `auth_pg.hash_key_file` is set.
-pub(crate) fn hash_credential(credential: &str) -> [u8; HASH_LEN] {
+pub(crate) fn hash_credential(credential: &[u8]) -> [u8; HASH_LEN] {
     let hashed = gucs::with_hash_key_file(|path| match path {
         None => Ok(credential_hash(None, credential)),
         Some(path) => LOADED.with(|loaded| {

@@ -13,6 +13,7 @@ use pgrx::prelude::*;
 
 mod audit;
 mod error;
+mod fmgr;
 mod gucs;
 mod hash_key;
 mod notify;

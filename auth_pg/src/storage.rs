@@ -1,4 +1,4 @@
-//! Direct reads of auth_pg's tables through their unique indexes.
+//! Direct reads of auth_pg's tables by key, through their indexes.
 //!
 //! A validation is one index probe. Going through SPI would add parsing (once), then on every
 //! call a plan-cache check, executor start-up and shut-down around that probe, which costs more
@@ -22,7 +22,7 @@ use crate::error::AuthPgError;
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Rel {
     Tokens,
-    TokensHashKey,
+    TokensHashIndex,
 }
 
 impl Rel {
@@ -31,7 +31,7 @@ impl Rel {
     fn name(self) -> &'static CStr {
         match self {
             Self::Tokens => c"tokens",
-            Self::TokensHashKey => c"tokens_token_hash_key",
+            Self::TokensHashIndex => c"tokens_token_hash_idx",
         }
     }
 }
@@ -114,20 +114,40 @@ fn open(rel: Rel, index: bool) -> pg_sys::Relation {
     .raise("auth_pg storage")
 }
 
-/// An open index scan for rows of a table by the exact value of its unique `bytea` index.
+/// Lookups of rows of a table by the exact value of a `bytea` key, through a hash index.
 ///
-/// Open once, probe any number of times (a batch), drop to close. On an ERROR, the transaction's
+/// Credential hashes are 256-bit and uniformly distributed: a hash index finds one in a single
+/// bucket page whatever the table's size, where a B-tree descends three or four levels, and it
+/// is half the size. Uniqueness needs no index: two credentials share a hash with probability
+/// 2^-256.
+///
+/// Nothing is opened until the first probe, so a call that rejects its input early pays
+/// nothing. Probe any number of times (a batch), drop to close. On an ERROR, the transaction's
 /// resource owner releases everything instead of `Drop`.
-pub(crate) struct UniqueLookup {
+pub(crate) struct KeyLookup {
+    table: Rel,
+    index: Rel,
+    scan: Option<OpenScan>,
+}
+
+struct OpenScan {
     heap: pg_sys::Relation,
     index: pg_sys::Relation,
     scan: pg_sys::IndexScanDesc,
     slot: *mut pg_sys::TupleTableSlot,
 }
 
-impl UniqueLookup {
-    /// Opens `table` and its unique index `index`, whose first column is `bytea`.
-    pub(crate) fn open(table: Rel, index: Rel) -> Self {
+impl KeyLookup {
+    /// Lookups in `table` through its hash index `index` on a `bytea` column.
+    pub(crate) fn new(table: Rel, index: Rel) -> Self {
+        Self {
+            table,
+            index,
+            scan: None,
+        }
+    }
+
+    fn open_scan(table: Rel, index: Rel) -> OpenScan {
         let heap = open(table, false);
         let index = open(index, true);
         // SAFETY: both relations are open and locked; the active snapshot (or, outside a
@@ -138,13 +158,11 @@ impl UniqueLookup {
             } else {
                 pg_sys::GetTransactionSnapshot()
             };
-            let scan = pg_sys::index_beginscan(heap, index, snapshot, 1, 0);
-            let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
-            Self {
+            OpenScan {
                 heap,
                 index,
-                scan,
-                slot,
+                scan: pg_sys::index_beginscan(heap, index, snapshot, 1, 0),
+                slot: pg_sys::table_slot_create(heap, std::ptr::null_mut()),
             }
         }
     }
@@ -153,6 +171,10 @@ impl UniqueLookup {
     /// `read` must copy what it keeps: the row's values point into a shared buffer that is
     /// released when the next probe starts or the lookup closes.
     pub(crate) fn find<R>(&mut self, key: &[u8], read: impl FnOnce(&Row<'_>) -> R) -> Option<R> {
+        let (table, index) = (self.table, self.index);
+        let open = self
+            .scan
+            .get_or_insert_with(|| Self::open_scan(table, index));
         let key_datum = key.into_datum().expect("a byte slice is never NULL");
         // SAFETY: the scan and slot are open; `key_datum` is a palloc'd bytea in the current
         // memory context, alive until the probe ends; the scan key is copied by index_rescan.
@@ -161,49 +183,48 @@ impl UniqueLookup {
             pg_sys::ScanKeyInit(
                 &mut scan_key,
                 1,
-                pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+                pg_sys::HTEqualStrategyNumber as pg_sys::StrategyNumber,
                 Oid::from(pg_sys::F_BYTEAEQ),
                 key_datum,
             );
-            pg_sys::index_rescan(self.scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
-            if !pg_sys::index_getnext_slot(
-                self.scan,
-                pg_sys::ScanDirection::ForwardScanDirection,
-                self.slot,
-            ) {
+            pg_sys::index_rescan(open.scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
+            let direction = pg_sys::ScanDirection::ForwardScanDirection;
+            if !pg_sys::index_getnext_slot(open.scan, direction, open.slot) {
                 return None;
             }
-            pg_sys::slot_getallattrs(self.slot);
+            pg_sys::slot_getallattrs(open.slot);
         }
         Some(read(&Row {
-            slot: self.slot,
+            slot: open.slot,
             _lookup: PhantomData,
         }))
     }
 }
 
-impl Drop for UniqueLookup {
+impl Drop for KeyLookup {
     fn drop(&mut self) {
+        let Some(open) = self.scan.take() else { return };
         if std::thread::panicking() {
             // An ERROR is unwinding: the aborting transaction releases the scan, the slot's
             // buffer pin and the locks. Calling into Postgres now could free them twice.
             return;
         }
-        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
-        // SAFETY: everything was opened in `open` and is closed exactly once, here.
+        // SAFETY: everything was opened in `open_scan` and is closed exactly once, here. The
+        // locks are kept until the transaction ends, as the executor does for the relations a
+        // query reads; commit releases them all at once, which is cheaper than one by one.
         unsafe {
-            pg_sys::ExecDropSingleTupleTableSlot(self.slot);
-            pg_sys::index_endscan(self.scan);
-            pg_sys::index_close(self.index, lock);
-            pg_sys::relation_close(self.heap, lock);
+            pg_sys::ExecDropSingleTupleTableSlot(open.slot);
+            pg_sys::index_endscan(open.scan);
+            pg_sys::index_close(open.index, pg_sys::NoLock as pg_sys::LOCKMODE);
+            pg_sys::relation_close(open.heap, pg_sys::NoLock as pg_sys::LOCKMODE);
         }
     }
 }
 
-/// A row found by [`UniqueLookup::find`], with all its attributes deformed.
+/// A row found by [`KeyLookup::find`], with all its attributes deformed.
 pub(crate) struct Row<'a> {
     slot: *mut pg_sys::TupleTableSlot,
-    _lookup: PhantomData<&'a UniqueLookup>,
+    _lookup: PhantomData<&'a KeyLookup>,
 }
 
 impl Row<'_> {

@@ -2,19 +2,19 @@
 //!
 //! A token is shown once, by `issue_token`, and stored only as its hash. Validation is a
 //! format check (no table access for a malformed string), then one probe of
-//! `tokens_token_hash_key`.
+//! `tokens_token_hash_idx`.
 
 use auth_core::hash::HASH_LEN;
 use auth_core::input::{self, IntervalParts, MAX_BATCH, MAX_METADATA_BYTES};
 use auth_core::{Credential, CredentialKind, Invalidation};
 use pgrx::datum::DatumWithOid;
-use pgrx::heap_tuple::PgHeapTuple;
 use pgrx::prelude::*;
-use pgrx::{AllocatedByRust, Array, JsonB, PgTupleDesc, Spi};
+use pgrx::{Array, JsonB, Spi};
 
 use crate::audit::{self, AuditEvent};
 use crate::error::{AuthPgError, OrRaise};
-use crate::storage::{Rel, Row, UniqueLookup};
+use crate::fmgr::{self, CompositeResult, MaterializedSet, function_info_v1};
+use crate::storage::{KeyLookup, Rel, Row};
 use crate::{gucs, hash_key, notify};
 
 /// Attribute numbers of `auth_pg.tokens`, checked against the catalog by a test.
@@ -50,6 +50,10 @@ impl TokenStatus {
             Self::Malformed => "malformed",
         }
     }
+
+    fn datum(self) -> pg_sys::Datum {
+        self.as_str().into_datum().expect("text is never NULL")
+    }
 }
 
 /// The moment expiry is judged at: the statement's start, so that every check in one
@@ -57,39 +61,6 @@ impl TokenStatus {
 pub(crate) fn statement_time() -> pg_sys::TimestampTz {
     // SAFETY: reads a backend-local timestamp.
     unsafe { pg_sys::GetCurrentStatementStartTimestamp() }
-}
-
-/// The tuple descriptor of the function's declared composite result.
-pub(crate) fn result_tupdesc(fcinfo: pg_sys::FunctionCallInfo) -> PgTupleDesc<'static> {
-    let mut tupdesc: pg_sys::TupleDesc = std::ptr::null_mut();
-    // SAFETY: fcinfo is the live call's; get_call_result_type fills `tupdesc` with a palloc'd
-    // copy for a composite result type.
-    let class = unsafe { pg_sys::get_call_result_type(fcinfo, std::ptr::null_mut(), &mut tupdesc) };
-    assert!(
-        class == pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE && !tupdesc.is_null(),
-        "function must return a composite type"
-    );
-    // SAFETY: the descriptor is a copy we own for the rest of the call.
-    unsafe { PgTupleDesc::from_pg_is_copy(tupdesc) }
-}
-
-/// A `token_validation` with only `status` set.
-fn status_only(
-    tupdesc: &PgTupleDesc<'static>,
-    status: TokenStatus,
-) -> PgHeapTuple<'static, AllocatedByRust> {
-    let datums = [status.as_str().into_datum(), None, None, None, None, None];
-    form(tupdesc, datums)
-}
-
-fn form(
-    tupdesc: &PgTupleDesc<'static>,
-    datums: [Option<pg_sys::Datum>; 6],
-) -> PgHeapTuple<'static, AllocatedByRust> {
-    // SAFETY: the descriptor is `auth_pg.token_validation`'s and each datum has the type of
-    // its field; `heap_form_tuple` copies by-reference values, so the tuple outlives the row.
-    unsafe { PgHeapTuple::from_datums(PgTupleDesc::from_pg_copy(tupdesc.as_ptr()), datums) }
-        .expect("token_validation has six fields")
 }
 
 /// The answer for a row found by its hash.
@@ -106,63 +77,112 @@ fn judge(row: &Row<'_>, now: pg_sys::TimestampTz) -> TokenStatus {
     }
 }
 
-/// Validates one candidate with an open lookup.
-fn validate_with(
-    lookup: &mut UniqueLookup,
-    tupdesc: &PgTupleDesc<'static>,
-    candidate: Option<&str>,
+/// Fields of `auth_pg.token_validation`.
+const FIELDS: usize = 6;
+
+/// A `token_validation` with only `status` set.
+fn status_only(status: TokenStatus) -> ([pg_sys::Datum; FIELDS], [bool; FIELDS]) {
+    let mut values = [pg_sys::Datum::from(0); FIELDS];
+    let mut nulls = [true; FIELDS];
+    values[0] = status.datum();
+    nulls[0] = false;
+    (values, nulls)
+}
+
+/// Judges one candidate and hands the `token_validation` fields to `emit` while the row's
+/// values are still valid (they point into a shared buffer).
+fn validate_one<R>(
+    lookup: &mut KeyLookup,
+    candidate: Option<&[u8]>,
     now: pg_sys::TimestampTz,
-) -> PgHeapTuple<'static, AllocatedByRust> {
-    let Some(candidate) = candidate else {
-        return status_only(tupdesc, TokenStatus::Malformed);
+    emit: impl FnOnce(&[pg_sys::Datum; FIELDS], &[bool; FIELDS]) -> R,
+) -> R {
+    let candidate = match candidate {
+        Some(c) if auth_core::check_format(CredentialKind::Token, c).is_ok() => c,
+        _ => {
+            let (values, nulls) = status_only(TokenStatus::Malformed);
+            return emit(&values, &nulls);
+        }
     };
-    if auth_core::check_format(CredentialKind::Token, candidate).is_err() {
-        return status_only(tupdesc, TokenStatus::Malformed);
-    }
     let hash = hash_key::hash_credential(candidate);
-    lookup
-        .find(&hash, |row| match judge(row, now) {
-            TokenStatus::Valid => form(
-                tupdesc,
-                [
-                    TokenStatus::Valid.as_str().into_datum(),
+    let mut emit = Some(emit);
+    let found = lookup.find(&hash, |row| {
+        let emit = emit.take().expect("emit is called once");
+        let (values, nulls) = match judge(row, now) {
+            TokenStatus::Valid => {
+                let fields = [
+                    Some(TokenStatus::Valid.datum()),
                     row.datum(col::TOKEN_ID),
                     row.datum(col::USER_ID),
                     row.datum(col::SCOPES),
                     row.datum(col::EXPIRES_AT),
                     row.datum(col::METADATA),
-                ],
-            ),
-            status => status_only(tupdesc, status),
-        })
-        .unwrap_or_else(|| status_only(tupdesc, TokenStatus::Unknown))
+                ];
+                (
+                    fields.map(|f| f.unwrap_or(pg_sys::Datum::from(0))),
+                    fields.map(|f| f.is_none()),
+                )
+            }
+            status => status_only(status),
+        };
+        emit(&values, &nulls)
+    });
+    match found {
+        Some(result) => result,
+        None => {
+            let (values, nulls) = status_only(TokenStatus::Unknown);
+            (emit.take().expect("emit is called once"))(&values, &nulls)
+        }
+    }
 }
 
+function_info_v1!(pg_finfo_auth_pg_validate_token);
+
+/// `auth_pg.validate_token(token text) RETURNS auth_pg.token_validation` (see tokens.sql).
+///
 /// Checks a token: `valid`, `expired`, `revoked`, `unknown` or `malformed` (NULL included).
 /// Only a `valid` answer carries the token's id, user, scopes, expiry and metadata.
-#[pg_extern(stable, parallel_safe, security_definer, requires = ["tokens_schema"])]
-#[search_path(pg_catalog, pg_temp)]
-fn validate_token(
-    token: Option<&str>,
+///
+/// # Safety
+///
+/// Called by fmgr only, with one `text` argument.
+#[unsafe(no_mangle)]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn auth_pg_validate_token(
     fcinfo: pg_sys::FunctionCallInfo,
-) -> pgrx::composite_type!('static, "auth_pg.token_validation") {
-    let tupdesc = result_tupdesc(fcinfo);
-    let mut lookup = UniqueLookup::open(Rel::Tokens, Rel::TokensHashKey);
-    validate_with(&mut lookup, &tupdesc, token, statement_time())
+) -> pg_sys::Datum {
+    // SAFETY: fmgr calls this with the argument and result declared in tokens.sql.
+    let (token, result) = unsafe { (fmgr::text_arg(fcinfo, 0), CompositeResult::of(fcinfo)) };
+    let mut lookup = KeyLookup::new(Rel::Tokens, Rel::TokensHashIndex);
+    validate_one(&mut lookup, token, statement_time(), |values, nulls| {
+        result.form(values, nulls)
+    })
 }
 
-/// Checks many tokens in one call: one row per element, in the array's order (use
-/// `WITH ORDINALITY` to number them). NULL elements are `malformed`; a NULL array gives no rows.
-#[pg_extern(stable, parallel_safe, security_definer, requires = ["tokens_schema"])]
-#[search_path(pg_catalog, pg_temp)]
-fn validate_tokens(
-    tokens: Option<Array<'_, &str>>,
+function_info_v1!(pg_finfo_auth_pg_validate_tokens);
+
+/// `auth_pg.validate_tokens(tokens text[]) RETURNS SETOF auth_pg.token_validation`.
+///
+/// One row per element, in the array's order (`WITH ORDINALITY` numbers them). NULL elements
+/// are `malformed`; a NULL array gives no rows.
+///
+/// # Safety
+///
+/// Called by fmgr only, with one `text[]` argument, from a context that accepts a set.
+#[unsafe(no_mangle)]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn auth_pg_validate_tokens(
     fcinfo: pg_sys::FunctionCallInfo,
-) -> SetOfIterator<'static, pgrx::composite_type!('static, "auth_pg.token_validation")> {
+) -> pg_sys::Datum {
     const FUNCTION: &str = "validate_tokens";
-    let Some(tokens) = tokens else {
-        return SetOfIterator::new(Vec::new());
+    // SAFETY: fmgr calls this with the argument and result declared in tokens.sql.
+    let (tokens, mut set) = unsafe {
+        (
+            fmgr::text_array_arg(fcinfo, 0),
+            MaterializedSet::start(fcinfo),
+        )
     };
+    let tokens = tokens.unwrap_or_default();
     if tokens.len() > MAX_BATCH {
         AuthPgError::BatchTooLarge {
             argument: "tokens",
@@ -171,15 +191,15 @@ fn validate_tokens(
         }
         .raise(FUNCTION);
     }
-    let tupdesc = result_tupdesc(fcinfo);
     let now = statement_time();
-    let mut lookup = UniqueLookup::open(Rel::Tokens, Rel::TokensHashKey);
-    let mut rows = Vec::with_capacity(tokens.len());
-    for token in tokens.iter() {
+    let mut lookup = KeyLookup::new(Rel::Tokens, Rel::TokensHashIndex);
+    for token in tokens {
         pgrx::check_for_interrupts!();
-        rows.push(validate_with(&mut lookup, &tupdesc, token, now));
+        validate_one(&mut lookup, token, now, |values, nulls| {
+            set.push(values, nulls)
+        });
     }
-    SetOfIterator::new(rows)
+    pg_sys::Datum::from(0)
 }
 
 /// Checks optional JSON metadata: an object, at most `MAX_METADATA_BYTES` when serialized.
@@ -263,7 +283,7 @@ fn issue_token(
     }
 
     let token = generate(CredentialKind::Token, FUNCTION);
-    let hash: [u8; HASH_LEN] = hash_key::hash_credential(token.expose_secret());
+    let hash: [u8; HASH_LEN] = hash_key::hash_credential(token.expose_secret().as_bytes());
     let args: [DatumWithOid; 6] = [
         hash.as_slice().into(),
         user_id.into(),
@@ -297,10 +317,10 @@ fn issue_token(
 #[search_path(pg_catalog, pg_temp)]
 fn revoke_token(token: Option<&str>) -> bool {
     let Some(token) = token else { return false };
-    if auth_core::check_format(CredentialKind::Token, token).is_err() {
+    if auth_core::check_format(CredentialKind::Token, token.as_bytes()).is_err() {
         return false;
     }
-    let hash = hash_key::hash_credential(token);
+    let hash = hash_key::hash_credential(token.as_bytes());
     let args: [DatumWithOid; 1] = [hash.as_slice().into()];
     let revoked: Option<(Option<i64>, Option<String>)> = Spi::connect_mut(|client| {
         let table = client.update(

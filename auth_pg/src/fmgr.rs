@@ -1,0 +1,209 @@
+//! Version-1 C functions for the hot paths, declared in hand-written SQL.
+//!
+//! The validations are called once per request, so every microsecond of overhead shows in an
+//! application's throughput. These helpers let them read their arguments and build their
+//! composite results the way PostgreSQL's own functions do: the result descriptor comes from
+//! the type cache, the tuple is formed once, and a batch writes into a materialized tuplestore.
+//! `#[pg_guard]` on each function still turns a Rust panic into an ERROR.
+
+use pgrx::pg_sys::{self, Datum};
+
+/// The record every version-1 function's `pg_finfo_*` symbol returns.
+pub(crate) static FINFO_V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+
+/// Declares `pg_finfo_<name>` for a version-1 C function named `<name>`.
+macro_rules! function_info_v1 {
+    ($finfo:ident) => {
+        #[unsafe(no_mangle)]
+        #[doc(hidden)]
+        pub extern "C-unwind" fn $finfo() -> &'static ::pgrx::pg_sys::Pg_finfo_record {
+            &$crate::fmgr::FINFO_V1
+        }
+    };
+}
+pub(crate) use function_info_v1;
+
+/// Argument `n` as the bytes of a `text` value, or `None` for NULL.
+///
+/// # Safety
+///
+/// `fcinfo` must be a live call whose argument `n` is of type `text`. The bytes live in the
+/// call's memory context (or the argument itself), so they must not outlive the call.
+pub(crate) unsafe fn text_arg<'call>(
+    fcinfo: pg_sys::FunctionCallInfo,
+    n: usize,
+) -> Option<&'call [u8]> {
+    // SAFETY: the caller guarantees `fcinfo` has at least n + 1 arguments.
+    unsafe {
+        let arg = &*(*fcinfo).args.as_ptr().add(n);
+        if arg.isnull {
+            return None;
+        }
+        let text = pg_sys::pg_detoast_datum_packed(arg.value.cast_mut_ptr());
+        Some(pgrx::varlena::varlena_to_byte_slice(text))
+    }
+}
+
+/// Argument `n` as a raw datum, or `None` for NULL.
+///
+/// # Safety
+///
+/// `fcinfo` must be a live call with at least `n + 1` arguments.
+pub(crate) unsafe fn datum_arg(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<Datum> {
+    // SAFETY: as documented.
+    unsafe {
+        let arg = &*(*fcinfo).args.as_ptr().add(n);
+        (!arg.isnull).then_some(arg.value)
+    }
+}
+
+/// The descriptor of the function's declared composite result, pinned in the type cache for as
+/// long as this value lives.
+pub(crate) struct CompositeResult {
+    tupdesc: pg_sys::TupleDesc,
+}
+
+impl CompositeResult {
+    /// The result descriptor of a function declared `RETURNS <composite type>`.
+    ///
+    /// # Safety
+    ///
+    /// `fcinfo` must be a live call of a function whose result type is a named composite type.
+    pub(crate) unsafe fn of(fcinfo: pg_sys::FunctionCallInfo) -> Self {
+        // SAFETY: `flinfo` is set for every call made through fmgr; the declared result type of
+        // the functions using this is a composite type, whose descriptor the type cache holds.
+        unsafe {
+            let typoid = pg_sys::get_fn_expr_rettype((*fcinfo).flinfo);
+            let typoid = if typoid == pg_sys::Oid::INVALID {
+                // Called without an expression (DirectFunctionCall): ask the catalog.
+                let mut oid = pg_sys::Oid::INVALID;
+                let mut tupdesc: pg_sys::TupleDesc = std::ptr::null_mut();
+                pg_sys::get_call_result_type(fcinfo, &mut oid, &mut tupdesc);
+                (*tupdesc).tdtypeid
+            } else {
+                typoid
+            };
+            Self {
+                tupdesc: pg_sys::lookup_rowtype_tupdesc(typoid, -1),
+            }
+        }
+    }
+
+    /// Forms a composite datum from `values` and `nulls`, which must match the descriptor.
+    /// By-reference values are copied, so they may point into a shared buffer.
+    pub(crate) fn form<const N: usize>(&self, values: &[Datum; N], nulls: &[bool; N]) -> Datum {
+        // SAFETY: the descriptor is pinned; `heap_form_tuple` reads exactly `natts` entries,
+        // which is N (asserted); HeapTupleHeaderGetDatum flattens any external TOAST pointer.
+        unsafe {
+            assert_eq!(
+                usize::try_from((*self.tupdesc).natts).ok(),
+                Some(N),
+                "result arity"
+            );
+            let tuple = pg_sys::heap_form_tuple(
+                self.tupdesc,
+                values.as_ptr().cast_mut(),
+                nulls.as_ptr().cast_mut(),
+            );
+            pg_sys::HeapTupleHeaderGetDatum((*tuple).t_data)
+        }
+    }
+}
+
+impl Drop for CompositeResult {
+    fn drop(&mut self) {
+        // Released only outside an ERROR; an aborting transaction releases type cache pins.
+        if !std::thread::panicking() {
+            // SAFETY: pinned by lookup_rowtype_tupdesc in `of`, released once.
+            unsafe { pg_sys::DecrTupleDescRefCount(self.tupdesc) };
+        }
+    }
+}
+
+/// A set-returning call in materialize mode: rows go into a tuplestore the executor reads after
+/// the call returns.
+pub(crate) struct MaterializedSet {
+    store: *mut pg_sys::Tuplestorestate,
+    tupdesc: pg_sys::TupleDesc,
+}
+
+impl MaterializedSet {
+    /// Switches the call to materialize mode.
+    ///
+    /// # Safety
+    ///
+    /// `fcinfo` must be a live call of a set-returning function with a composite result, made
+    /// from a context that accepts a materialized set (any FROM clause does).
+    pub(crate) unsafe fn start(fcinfo: pg_sys::FunctionCallInfo) -> Self {
+        // SAFETY: as documented; InitMaterializedSRF raises an ERROR itself when the caller
+        // cannot accept a set. The executor owns the store and the descriptor.
+        unsafe {
+            pg_sys::InitMaterializedSRF(fcinfo, 0);
+            let rsinfo = (*fcinfo).resultinfo.cast::<pg_sys::ReturnSetInfo>();
+            Self {
+                store: (*rsinfo).setResult,
+                tupdesc: (*rsinfo).setDesc,
+            }
+        }
+    }
+
+    /// Appends one row; by-reference values are copied.
+    pub(crate) fn push<const N: usize>(&mut self, values: &[Datum; N], nulls: &[bool; N]) {
+        // SAFETY: the store and descriptor were set up by InitMaterializedSRF; arity asserted.
+        unsafe {
+            assert_eq!(
+                usize::try_from((*self.tupdesc).natts).ok(),
+                Some(N),
+                "result arity"
+            );
+            pg_sys::tuplestore_putvalues(
+                self.store,
+                self.tupdesc,
+                values.as_ptr().cast_mut(),
+                nulls.as_ptr().cast_mut(),
+            );
+        }
+    }
+}
+
+/// Argument `n`, a `text[]`, as the bytes of each element (`None` for a NULL element), or
+/// `None` for a NULL array. Multi-dimensional arrays are read in storage order.
+///
+/// # Safety
+///
+/// `fcinfo` must be a live call whose argument `n` is of type `text[]`; the slices must not
+/// outlive the call.
+pub(crate) unsafe fn text_array_arg<'call>(
+    fcinfo: pg_sys::FunctionCallInfo,
+    n: usize,
+) -> Option<Vec<Option<&'call [u8]>>> {
+    // SAFETY: as documented; deconstruct_array palloc's its outputs in the call's context.
+    unsafe {
+        let datum = datum_arg(fcinfo, n)?;
+        let array = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<pg_sys::ArrayType>();
+        let mut values: *mut Datum = std::ptr::null_mut();
+        let mut nulls: *mut bool = std::ptr::null_mut();
+        let mut count: i32 = 0;
+        pg_sys::deconstruct_array(
+            array,
+            pg_sys::TEXTOID,
+            -1,
+            false,
+            pg_sys::TYPALIGN_INT as std::ffi::c_char,
+            &mut values,
+            &mut nulls,
+            &mut count,
+        );
+        let count = usize::try_from(count).unwrap_or(0);
+        let mut out = Vec::with_capacity(count);
+        for i in 0..count {
+            if *nulls.add(i) {
+                out.push(None);
+            } else {
+                let text = pg_sys::pg_detoast_datum_packed((*values.add(i)).cast_mut_ptr());
+                out.push(Some(pgrx::varlena::varlena_to_byte_slice(text)));
+            }
+        }
+        Some(out)
+    }
+}
