@@ -25,6 +25,12 @@ pub enum InputError {
         /// The parameter.
         argument: &'static str,
     },
+    /// An array argument has a NULL element.
+    #[error("{argument} must not contain NULL elements")]
+    NullElement {
+        /// The parameter.
+        argument: &'static str,
+    },
     /// A text argument is empty.
     #[error("{argument} must not be empty")]
     Empty {
@@ -60,7 +66,7 @@ pub enum InputError {
         argument: &'static str,
     },
     /// An interval argument is longer than the configured maximum.
-    #[error("{argument} is longer than the maximum of {max_seconds} seconds")]
+    #[error("{argument} is longer than the maximum of {}", describe_seconds(*.max_seconds))]
     TooLongInterval {
         /// The parameter.
         argument: &'static str,
@@ -75,6 +81,15 @@ pub enum InputError {
         /// The parameter.
         argument: &'static str,
     },
+}
+
+/// A number of seconds in the largest whole unit: `86400` is "1 day", `90` is "90 seconds".
+pub fn describe_seconds(seconds: i64) -> String {
+    let (count, unit) = [(86_400, "day"), (3_600, "hour"), (60, "minute")]
+        .into_iter()
+        .find(|(size, _)| seconds != 0 && seconds % size == 0)
+        .map_or((seconds, "second"), |(size, unit)| (seconds / size, unit));
+    format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
 }
 
 /// Checks a user id: present, not empty, at most [`MAX_USER_ID_BYTES`], no control characters.
@@ -109,7 +124,7 @@ where
     let argument = "scopes";
     let mut out = Vec::new();
     for scope in scopes {
-        let scope = scope.ok_or(InputError::Null { argument })?;
+        let scope = scope.ok_or(InputError::NullElement { argument })?;
         if scope.is_empty() {
             return Err(InputError::Empty { argument });
         }
@@ -243,7 +258,7 @@ mod tests {
         let argument = "scopes";
         let long = "s".repeat(MAX_SCOPE_BYTES + 1);
         let cases: Vec<(Vec<Option<&str>>, InputError)> = vec![
-            (vec![Some("a"), None], InputError::Null { argument }),
+            (vec![Some("a"), None], InputError::NullElement { argument }),
             (vec![Some("")], InputError::Empty { argument }),
             (
                 vec![Some(&long)],
@@ -272,6 +287,16 @@ mod tests {
                 limit: MAX_SCOPES
             })
         );
+    }
+
+    #[test]
+    fn seconds_are_described_in_whole_units() {
+        assert_eq!(describe_seconds(86_400), "1 day");
+        assert_eq!(describe_seconds(365 * 86_400), "365 days");
+        assert_eq!(describe_seconds(7_200), "2 hours");
+        assert_eq!(describe_seconds(90), "90 seconds");
+        assert_eq!(describe_seconds(60), "1 minute");
+        assert_eq!(describe_seconds(0), "0 seconds");
     }
 
     #[test]

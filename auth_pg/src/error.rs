@@ -44,7 +44,9 @@ impl AuthPgError {
     fn sqlstate(&self) -> PgSqlErrorCode {
         use PgSqlErrorCode::*;
         match self {
-            Self::Input(InputError::Null { .. }) => ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            Self::Input(InputError::Null { .. } | InputError::NullElement { .. }) => {
+                ERRCODE_NULL_VALUE_NOT_ALLOWED
+            }
             Self::Input(InputError::TooLong { .. }) => ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
             Self::Input(InputError::TooMany { .. }) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             Self::Input(_) => ERRCODE_INVALID_PARAMETER_VALUE,
@@ -59,6 +61,7 @@ impl AuthPgError {
     fn hint(&self) -> Option<String> {
         let hint = match self {
             Self::Input(InputError::Null { argument }) => format!("Pass a value for {argument}."),
+            Self::Input(InputError::NullElement { .. }) => "Remove the NULL elements.".into(),
             Self::Input(InputError::Empty { argument }) => {
                 format!("Pass a non-empty value for {argument}.")
             }
@@ -73,7 +76,7 @@ impl AuthPgError {
                 "Pass an interval greater than zero, such as '1 hour'.".into()
             }
             Self::Input(InputError::TooLongInterval { setting, .. }) => {
-                format!("Pass a shorter interval, or ask a superuser to raise {setting}.")
+                format!("Pass a shorter interval; the maximum is the setting {setting}.")
             }
             Self::Input(InputError::NotAnObject { .. }) => {
                 "Pass a JSON object, such as '{\"ip\": \"203.0.113.7\"}', or NULL.".into()

@@ -1,0 +1,164 @@
+//! A tour of auth_pg through auth_client: issue a token, check it, revoke it, check it again,
+//! and hear the revocation on `auth_pg_invalidate`.
+//!
+//! Run by `scripts/setup.sh` against its throwaway cluster:
+//!
+//! ```text
+//! cargo run -p auth_client --example demo -- "<admin connection string>" "<app connection string>"
+//! ```
+//!
+//! The admin connection needs `auth_pg_admin` (issue, revoke); the app connection needs only
+//! `auth_pg_validator` (check), as an API server would.
+
+use std::time::{Duration, Instant};
+
+use auth_client::reexports::tokio_postgres::{self, AsyncMessage, NoTls};
+use auth_client::{AuthClient, Config, TokenValidation};
+use futures_util::future::poll_fn;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let (Some(admin_url), Some(app_url)) = (args.next(), args.next()) else {
+        eprintln!("usage: demo <admin connection string> <app connection string>");
+        std::process::exit(2);
+    };
+    let admin = AuthClient::new(&Config::from_url(&admin_url)?)?;
+    let app = AuthClient::new(&Config::from_url(&app_url)?)?;
+
+    // Any role may LISTEN: payloads carry ids only.
+    let (listener, mut connection) = tokio_postgres::connect(&app_url, NoTls).await?;
+    let (notices, mut notified) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = poll_fn(|cx| connection.poll_message(cx)).await {
+            if let AsyncMessage::Notification(n) = message {
+                let _ = notices.send(n.payload().to_owned());
+            }
+        }
+    });
+    listener.batch_execute("LISTEN auth_pg_invalidate").await?;
+
+    println!("auth_pg demo\n");
+    let metadata = serde_json::json!({ "device": "demo laptop" });
+    let token = admin
+        .issue_token(
+            "user-42",
+            Duration::from_secs(3600),
+            &["orders:read", "orders:write"],
+            Some(&metadata),
+        )
+        .await?;
+    println!("1. issue_token('user-42', '1 hour', '{{orders:read,orders:write}}')");
+    println!(
+        "   -> {token} ({} characters, shown once, stored only as a BLAKE3 hash)\n",
+        token.expose_secret().len()
+    );
+
+    let (answer, took) = timed(app.validate_token(token.expose_secret())).await?;
+    println!(
+        "2. validate_token(token)                      {:>8} in {}",
+        answer.status,
+        micros(took)
+    );
+    describe(&answer);
+
+    let latencies = measure(&app, token.expose_secret(), 2000).await?;
+    println!(
+        "   2000 more checks, one at a time:            median {}, p99 {}\n",
+        micros(latencies[latencies.len() / 2]),
+        micros(latencies[latencies.len() * 99 / 100])
+    );
+
+    let typo = typo_of(token.expose_secret());
+    let (answer, took) = timed(app.validate_token(&typo)).await?;
+    println!(
+        "3. validate_token(token with one typo)        {:>8} in {} (no round trip)",
+        answer.status,
+        micros(took)
+    );
+    let (answer, took) = timed(app.validate_token("Bearer hunter2")).await?;
+    println!(
+        "   validate_token('Bearer hunter2')           {:>8} in {}\n",
+        answer.status,
+        micros(took)
+    );
+
+    let other = admin
+        .issue_token("user-7", Duration::from_secs(60), &[], None)
+        .await?;
+    let (answers, took) =
+        timed(app.validate_tokens(&[token.expose_secret(), "garbage", other.expose_secret()]))
+            .await?;
+    let statuses: Vec<_> = answers.iter().map(|a| a.status.as_str()).collect();
+    println!(
+        "4. validate_tokens([token, 'garbage', other]) {statuses:?} in {}\n",
+        micros(took)
+    );
+
+    let (revoked, took) = timed(admin.revoke_token(token.expose_secret())).await?;
+    println!(
+        "5. revoke_token(token)                        {revoked:>8} in {}",
+        micros(took)
+    );
+    match tokio::time::timeout(Duration::from_secs(5), notified.recv()).await {
+        Ok(Some(payload)) => println!("   NOTIFY auth_pg_invalidate                  {payload}"),
+        _ => println!("   (no notification within 5 s)"),
+    }
+
+    let (answer, took) = timed(app.validate_token(token.expose_secret())).await?;
+    println!(
+        "6. validate_token(token)                      {:>8} in {}\n",
+        answer.status,
+        micros(took)
+    );
+
+    let revoked = admin.revoke_user_tokens("user-7").await?;
+    println!("7. revoke_user_tokens('user-7')               {revoked:>8} token(s) revoked");
+    Ok(())
+}
+
+async fn timed<T, E>(call: impl Future<Output = Result<T, E>>) -> Result<(T, Duration), E> {
+    let start = Instant::now();
+    let value = call.await?;
+    Ok((value, start.elapsed()))
+}
+
+async fn measure(
+    app: &AuthClient,
+    token: &str,
+    n: usize,
+) -> Result<Vec<Duration>, auth_client::Error> {
+    let mut latencies = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        app.validate_token(token).await?;
+        latencies.push(start.elapsed());
+    }
+    latencies.sort_unstable();
+    Ok(latencies)
+}
+
+fn describe(answer: &TokenValidation) {
+    println!(
+        "   user_id {:?}, scopes {:?}, token_id {:?}, metadata {}",
+        answer.user_id.as_deref().unwrap_or(""),
+        answer.scopes,
+        answer.token_id.unwrap_or_default(),
+        answer
+            .metadata
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    );
+}
+
+/// The token with one character of its random part changed: the checksum catches it.
+fn typo_of(token: &str) -> String {
+    let mut chars: Vec<char> = token.chars().collect();
+    chars[10] = if chars[10] == 'a' { 'b' } else { 'a' };
+    chars.into_iter().collect()
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:>7.1} µs", d.as_secs_f64() * 1e6)
+}

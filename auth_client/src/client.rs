@@ -1,0 +1,95 @@
+//! The client: one pool, prepared statements, typed calls (each capability in its own module).
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+
+use crate::{Config, Error};
+
+/// A handle to auth_pg through a pool of connections. Cheap to clone; clones share the pool.
+///
+/// Every call takes a connection from the pool, runs one prepared statement (prepared once per
+/// connection) and gives the connection back.
+#[derive(Clone)]
+pub struct AuthClient {
+    pool: Pool,
+}
+
+impl AuthClient {
+    /// A client for `config`. No connection is opened until the first call.
+    pub fn new(config: &Config) -> Result<Self, Error> {
+        let mut pg = config.pg.clone();
+        if let Some(timeout) = config.statement_timeout {
+            let options = format!(
+                "{} -c statement_timeout={}",
+                pg.get_options().unwrap_or_default(),
+                timeout.as_millis()
+            );
+            pg.options(options.trim());
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .wait_timeout(config.wait_timeout)
+            .create_timeout(config.pg.get_connect_timeout().copied())
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(Error::config)?;
+        Ok(Self { pool })
+    }
+
+    /// The underlying pool, for queries of your own on the same connections.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub(crate) async fn connection(&self) -> Result<Object, Error> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Runs `sql` as a prepared statement and returns its only row.
+    pub(crate) async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<tokio_postgres::Row, Error> {
+        let connection = self.connection().await?;
+        let statement = connection.prepare_cached(sql).await?;
+        Ok(connection.query_one(&statement, params).await?)
+    }
+
+    /// Runs `sql` as a prepared statement and returns its rows.
+    pub(crate) async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, Error> {
+        let connection = self.connection().await?;
+        let statement = connection.prepare_cached(sql).await?;
+        Ok(connection.query(&statement, params).await?)
+    }
+
+    /// `SELECT 1` through the same pool and prepared-statement path as every call: the floor
+    /// of a round trip, for health checks and for benchmarks' baselines.
+    pub async fn ping(&self) -> Result<(), Error> {
+        let row = self.query_one("SELECT 1", &[]).await?;
+        match row.try_get::<_, i32>(0) {
+            Ok(1) => Ok(()),
+            _ => Err(Error::decode("SELECT 1 did not return 1")),
+        }
+    }
+}
+
+impl std::fmt::Debug for AuthClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthClient")
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}

@@ -1,0 +1,146 @@
+//! The error of a call that failed.
+//!
+//! A credential that is not valid is not an error: it is a status in the call's answer. An
+//! [`Error`] means the call itself failed: the settings are wrong, no connection could be had,
+//! the server refused the arguments, or the answer could not be read.
+
+use std::fmt;
+
+use tokio_postgres::error::SqlState;
+
+/// What kind of failure an [`Error`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The settings are invalid.
+    Config,
+    /// No connection was available in time, or one could not be opened.
+    Pool,
+    /// The server raised an error (see [`Error::code`]).
+    Db,
+    /// The server's answer was not what this version of the client expects.
+    Decode,
+}
+
+/// A failed call. `Display` shows the server's message and SQLSTATE, never a credential.
+pub struct Error {
+    kind: ErrorKind,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl Error {
+    pub(crate) fn config(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            kind: ErrorKind::Config,
+            source: source.into(),
+        }
+    }
+
+    pub(crate) fn decode(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Decode,
+            source: message.into().into(),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The SQLSTATE the server raised, for [`ErrorKind::Db`] errors: for instance
+    /// `SqlState::INVALID_PARAMETER_VALUE` (22023) for a zero lifetime, or
+    /// `SqlState::INSUFFICIENT_PRIVILEGE` (42501) for a role without the right grant.
+    pub fn code(&self) -> Option<&SqlState> {
+        self.source
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(tokio_postgres::Error::code)
+    }
+
+    /// The server's hint, when it gave one.
+    pub fn hint(&self) -> Option<&str> {
+        self.source
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(tokio_postgres::Error::as_db_error)
+            .and_then(|db| db.hint())
+    }
+
+    /// Whether the server refused an argument (SQLSTATE class 22, data exception).
+    pub fn is_invalid_argument(&self) -> bool {
+        self.code()
+            .is_some_and(|code| code.code().starts_with("22"))
+    }
+
+    /// Whether the connection was lost or could not be had; retrying may succeed.
+    pub fn is_connection(&self) -> bool {
+        match self.kind {
+            ErrorKind::Pool => true,
+            ErrorKind::Db => self
+                .source
+                .downcast_ref::<tokio_postgres::Error>()
+                .is_some_and(|err| err.is_closed() || err.code().is_none()),
+            _ => false,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(err: tokio_postgres::Error) -> Self {
+        Self {
+            kind: ErrorKind::Db,
+            source: Box::new(err),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        match err {
+            deadpool_postgres::PoolError::Backend(err) => err.into(),
+            other => Self {
+                kind: ErrorKind::Pool,
+                source: Box::new(other),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            ErrorKind::Config => "invalid auth_client settings",
+            ErrorKind::Pool => "no database connection",
+            ErrorKind::Db => "the database refused the call",
+            ErrorKind::Decode => "unexpected answer from auth_pg",
+        };
+        if let Some(db) = self
+            .source
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(tokio_postgres::Error::as_db_error)
+        {
+            write!(
+                f,
+                "{what}: {} (SQLSTATE {})",
+                db.message(),
+                db.code().code()
+            )
+        } else {
+            write!(f, "{what}: {}", self.source)
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}

@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod client;
+mod config;
+mod error;
+mod tokens;
+
+pub use auth_core::{Credential, CredentialKind, FormatError};
+pub use client::AuthClient;
+pub use config::Config;
+pub use error::{Error, ErrorKind};
+pub use tokens::{TokenStatus, TokenValidation};
+
+/// The crates this one is built on, re-exported so that versions always match.
+pub mod reexports {
+    pub use deadpool_postgres;
+    pub use tokio_postgres;
+}

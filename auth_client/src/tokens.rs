@@ -1,0 +1,237 @@
+//! Opaque bearer tokens: issue, validate, revoke.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use auth_core::{Credential, CredentialKind};
+use postgres_types::FromSql;
+
+use crate::{AuthClient, Error};
+
+/// What a token check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TokenStatus {
+    /// The token is known, unexpired and not revoked.
+    Valid,
+    /// The token's lifetime has ended.
+    Expired,
+    /// The token was revoked.
+    Revoked,
+    /// The token is well formed but not known (never issued, or issued under another hash key).
+    Unknown,
+    /// The string is not a token: wrong prefix, length, alphabet or checksum.
+    Malformed,
+}
+
+impl TokenStatus {
+    /// The status as auth_pg spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::Unknown => "unknown",
+            Self::Malformed => "malformed",
+        }
+    }
+}
+
+impl FromStr for TokenStatus {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Ok(match s {
+            "valid" => Self::Valid,
+            "expired" => Self::Expired,
+            "revoked" => Self::Revoked,
+            "unknown" => Self::Unknown,
+            "malformed" => Self::Malformed,
+            other => return Err(Error::decode(format!("unknown token status {other:?}"))),
+        })
+    }
+}
+
+impl fmt::Display for TokenStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The answer to a token check. Only a [`TokenStatus::Valid`] answer carries the token's id,
+/// owner, scopes, expiry and metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenValidation {
+    /// What the check found.
+    pub status: TokenStatus,
+    /// The token's id (for revocation events and audit records).
+    pub token_id: Option<i64>,
+    /// The user the token was issued to.
+    pub user_id: Option<String>,
+    /// The token's scopes, sorted.
+    pub scopes: Vec<String>,
+    /// When the token expires.
+    pub expires_at: Option<SystemTime>,
+    /// The metadata given at issue.
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl TokenValidation {
+    /// Whether the token is valid.
+    pub fn is_valid(&self) -> bool {
+        self.status == TokenStatus::Valid
+    }
+
+    /// Whether a valid token carries `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.is_valid() && self.scopes.iter().any(|s| s == scope)
+    }
+
+    fn only(status: TokenStatus) -> Self {
+        Self {
+            status,
+            token_id: None,
+            user_id: None,
+            scopes: Vec::new(),
+            expires_at: None,
+            metadata: None,
+        }
+    }
+}
+
+/// `auth_pg.token_validation`, decoded from its binary record form.
+#[derive(FromSql)]
+#[postgres(name = "token_validation")]
+struct TokenValidationRecord {
+    status: String,
+    token_id: Option<i64>,
+    user_id: Option<String>,
+    scopes: Option<Vec<String>>,
+    expires_at: Option<SystemTime>,
+    metadata: Option<serde_json::Value>,
+}
+
+impl TryFrom<TokenValidationRecord> for TokenValidation {
+    type Error = Error;
+
+    fn try_from(record: TokenValidationRecord) -> Result<Self, Error> {
+        Ok(Self {
+            status: record.status.parse()?,
+            token_id: record.token_id,
+            user_id: record.user_id,
+            scopes: record.scopes.unwrap_or_default(),
+            expires_at: record.expires_at,
+            metadata: record.metadata,
+        })
+    }
+}
+
+// The composite is returned as one value rather than expanded with `SELECT * FROM`, which would
+// add a function scan (and a tuplestore) to every check.
+const VALIDATE_TOKEN: &str = "SELECT auth_pg.validate_token($1)";
+const VALIDATE_TOKENS: &str = "SELECT (v.status, v.token_id, v.user_id, v.scopes, v.expires_at, \
+     v.metadata)::auth_pg.token_validation \
+     FROM auth_pg.validate_tokens($1) WITH ORDINALITY AS v ORDER BY v.ordinality";
+const ISSUE_TOKEN: &str =
+    "SELECT auth_pg.issue_token($1, pg_catalog.make_interval(secs => $2), $3, $4)";
+const REVOKE_TOKEN: &str = "SELECT auth_pg.revoke_token($1)";
+const REVOKE_USER_TOKENS: &str = "SELECT auth_pg.revoke_user_tokens($1)";
+
+impl AuthClient {
+    /// Issues a token for `user_id`, valid for `ttl`, and returns it: this is the only time it
+    /// is ever shown. Needs the `auth_pg_admin` role.
+    ///
+    /// Fails with SQLSTATE 22023 for an empty user id or scope, or a lifetime that is zero or
+    /// longer than `auth_pg.max_token_ttl`; 22004 for NULLs; 22001 for an over-long user id.
+    pub async fn issue_token(
+        &self,
+        user_id: &str,
+        ttl: Duration,
+        scopes: &[&str],
+        metadata: Option<&serde_json::Value>,
+    ) -> Result<Credential, Error> {
+        let row = self
+            .query_one(
+                ISSUE_TOKEN,
+                &[&user_id, &ttl.as_secs_f64(), &scopes, &metadata],
+            )
+            .await?;
+        let token: String = row.try_get(0)?;
+        Credential::parse(CredentialKind::Token, &token)
+            .map_err(|err| Error::decode(format!("issue_token returned no token: {err}")))
+    }
+
+    /// Checks a token. A malformed string is answered here without a round trip, exactly as
+    /// the server would answer it. Needs the `auth_pg_validator` role.
+    pub async fn validate_token(&self, token: &str) -> Result<TokenValidation, Error> {
+        if auth_core::check_format(CredentialKind::Token, token.as_bytes()).is_err() {
+            return Ok(TokenValidation::only(TokenStatus::Malformed));
+        }
+        let row = self.query_one(VALIDATE_TOKEN, &[&token]).await?;
+        let record: TokenValidationRecord = row.try_get(0)?;
+        record.try_into()
+    }
+
+    /// Checks many tokens in one round trip: one answer per token, in order (at most 10 000).
+    pub async fn validate_tokens(&self, tokens: &[&str]) -> Result<Vec<TokenValidation>, Error> {
+        let rows = self.query(VALIDATE_TOKENS, &[&tokens]).await?;
+        let answers = rows
+            .into_iter()
+            .map(|row| row.try_get::<_, TokenValidationRecord>(0)?.try_into())
+            .collect::<Result<Vec<TokenValidation>, Error>>()?;
+        if answers.len() != tokens.len() {
+            return Err(Error::decode(
+                "validate_tokens answered a different number of tokens",
+            ));
+        }
+        Ok(answers)
+    }
+
+    /// Revokes a token; true when this call revoked it (false when it was unknown, malformed
+    /// or already revoked). Listeners of `auth_pg_invalidate` hear of it at commit.
+    pub async fn revoke_token(&self, token: &str) -> Result<bool, Error> {
+        let row = self.query_one(REVOKE_TOKEN, &[&token]).await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Revokes every token of `user_id` and returns how many were revoked.
+    pub async fn revoke_user_tokens(&self, user_id: &str) -> Result<u64, Error> {
+        let row = self.query_one(REVOKE_USER_TOKENS, &[&user_id]).await?;
+        let revoked: i64 = row.try_get(0)?;
+        u64::try_from(revoked)
+            .map_err(|_| Error::decode("revoke_user_tokens returned a negative count"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip() {
+        for status in [
+            TokenStatus::Valid,
+            TokenStatus::Expired,
+            TokenStatus::Revoked,
+            TokenStatus::Unknown,
+            TokenStatus::Malformed,
+        ] {
+            assert_eq!(
+                status.as_str().parse::<TokenStatus>().expect("known"),
+                status
+            );
+        }
+        let err = "bogus".parse::<TokenStatus>().expect_err("unknown");
+        assert!(err.to_string().contains("bogus"));
+    }
+
+    #[test]
+    fn only_valid_answers_grant_scopes() {
+        let mut answer = TokenValidation::only(TokenStatus::Revoked);
+        answer.scopes = vec!["read".into()];
+        assert!(!answer.has_scope("read"));
+        answer.status = TokenStatus::Valid;
+        assert!(answer.has_scope("read"));
+        assert!(!answer.has_scope("write"));
+    }
+}

@@ -1,0 +1,101 @@
+//! The harness for auth_pg's end-to-end tests (and its benchmarks): throwaway clusters, a fresh
+//! database per test, and clients that connect as non-superuser roles.
+//!
+//! Tests share one cluster per test binary ([`shared_cluster`]), stopped when the binary exits;
+//! a test that restarts or reconfigures a server starts a [`Cluster`] of its own.
+
+pub mod cluster;
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use auth_client::{AuthClient, Config};
+pub use cluster::{Cluster, ClusterOptions, roles};
+use tokio_postgres::NoTls;
+
+static SHARED: OnceLock<Cluster> = OnceLock::new();
+
+extern "C" fn stop_shared_cluster() {
+    if let Some(cluster) = SHARED.get() {
+        cluster.stop("immediate");
+        let _ = std::fs::remove_dir_all(cluster.socket_dir());
+    }
+}
+
+/// The cluster shared by every test of this binary, started on first use and stopped when the
+/// process exits.
+pub fn shared_cluster() -> &'static Cluster {
+    SHARED.get_or_init(|| {
+        let cluster = Cluster::start(&ClusterOptions::default());
+        // SAFETY: registers a plain extern "C" function; it runs once, at normal process exit,
+        // after the test harness has finished (statics are never dropped otherwise).
+        unsafe { libc::atexit(stop_shared_cluster) };
+        cluster
+    })
+}
+
+/// A database of its own for one test, on the shared cluster.
+pub struct TestDb {
+    cluster: &'static Cluster,
+    name: String,
+}
+
+static DATABASES: AtomicUsize = AtomicUsize::new(0);
+
+impl TestDb {
+    /// A new database, with the extension installed, named after `test` for readable logs.
+    pub fn new(test: &str) -> Self {
+        let cluster = shared_cluster();
+        let n = DATABASES.fetch_add(1, Ordering::SeqCst);
+        let name: String = format!("t{n}_{test}")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .take(60)
+            .collect();
+        cluster.create_database(&name);
+        Self { cluster, name }
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The cluster it lives on.
+    pub fn cluster(&self) -> &'static Cluster {
+        self.cluster
+    }
+
+    /// A connection string for `role`.
+    pub fn url(&self, role: &str) -> String {
+        self.cluster.url(role, &self.name)
+    }
+
+    /// An [`AuthClient`] connecting as `role`.
+    pub fn client(&self, role: &str) -> AuthClient {
+        AuthClient::new(&Config::from_url(&self.url(role)).expect("valid settings"))
+            .expect("a client")
+    }
+
+    /// A plain tokio-postgres connection as `role`, its connection task spawned.
+    pub async fn connect(&self, role: &str) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url(role), NoTls)
+            .await
+            .unwrap_or_else(|err| panic!("connect as {role}: {err}"));
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+
+    /// Runs SQL with psql as the superuser; see [`Cluster::psql`].
+    pub fn psql(&self, sql: &str) -> String {
+        self.cluster.psql(&self.name, sql)
+    }
+}

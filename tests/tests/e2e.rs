@@ -1,0 +1,8 @@
+//! End-to-end tests: auth_client against throwaway clusters with auth_pg installed, connecting
+//! as non-superuser roles. One binary, so that the shared cluster starts once.
+
+mod e2e {
+    mod hash_key;
+    mod regress;
+    mod tokens;
+}
