@@ -13,6 +13,24 @@ pub(crate) fn is_digit(byte: u8) -> bool {
     byte.is_ascii_alphanumeric()
 }
 
+/// The value of a base62 digit, or None for any other byte.
+pub(crate) fn digit_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'A'..=b'Z' => Some(byte - b'A' + 10),
+        b'a'..=b'z' => Some(byte - b'a' + 36),
+        _ => None,
+    }
+}
+
+/// The number written by `digits` (at most 10 of them, so that it fits in 64 bits).
+pub(crate) fn decode_u64(digits: &[u8]) -> Option<u64> {
+    debug_assert!(digits.len() <= 10);
+    digits
+        .iter()
+        .try_fold(0u64, |acc, &d| Some(acc * 62 + u64::from(digit_value(d)?)))
+}
+
 /// Writes the big-endian number in `bytes` as exactly `width` base62 digits into `out`.
 ///
 /// `width` must be large enough for any value of `bytes.len()` bytes
@@ -61,9 +79,23 @@ mod tests {
     }
 
     #[test]
-    fn alphabet_matches_digit_predicate() {
+    fn alphabet_matches_digit_predicate_and_values() {
         for byte in 0..=255u8 {
             assert_eq!(ALPHABET.contains(&byte), is_digit(byte), "byte {byte}");
+            assert_eq!(
+                ALPHABET.iter().position(|&d| d == byte).map(|p| p as u8),
+                digit_value(byte),
+                "byte {byte}"
+            );
         }
+    }
+
+    #[test]
+    fn decoding_inverts_encoding() {
+        for value in [0u32, 1, 61, 62, 12_345_678, u32::MAX] {
+            let encoded = encode(&value.to_be_bytes(), 6);
+            assert_eq!(decode_u64(encoded.as_bytes()), Some(u64::from(value)));
+        }
+        assert_eq!(decode_u64(b"-"), None);
     }
 }

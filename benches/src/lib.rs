@@ -1,0 +1,192 @@
+//! Set-up shared by auth_pg's benchmarks (the criterion benches and the `loadrun` binary): a
+//! throwaway cluster tuned as in the published measurements, data loaded in bulk, and the
+//! baselines measured beside auth_pg in the same run.
+//!
+//! Every figure is only meaningful beside its baselines from the same run on the same machine:
+//! `SELECT 1` through the same pool (the floor of any round trip) and the plain SQL a user would
+//! write instead.
+
+use std::time::Duration;
+
+use auth_client::{AuthClient, Config, Credential, CredentialKind};
+use auth_pg_e2e::{Cluster, ClusterOptions, roles};
+use bytes::Bytes;
+use futures_util::SinkExt;
+use tokio_postgres::NoTls;
+
+pub mod stats;
+
+/// The database the benchmarks run in.
+pub const DATABASE: &str = "bench";
+
+/// How many tokens to store: `AUTH_PG_BENCH_TOKENS`, or 1 000 000.
+pub fn token_count() -> usize {
+    std::env::var("AUTH_PG_BENCH_TOKENS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// The plain-SQL way to check a token that auth_pg replaces: a SHA-256 digest from pgcrypto
+/// and a B-tree primary key, with the same columns and the same validity rule.
+pub const PLAIN_SQL_CHECK: &str = "SELECT user_id, scopes, expires_at, \
+     (revoked_at IS NULL AND expires_at > now()) AS valid \
+     FROM bench_plain.tokens WHERE token_hash = digest($1, 'sha256')";
+
+/// A cluster holding `n` tokens twice: in auth_pg, and in the plain-SQL baseline table.
+pub struct TokenBench {
+    /// The cluster (stopped and removed when this is dropped).
+    pub cluster: Cluster,
+    /// The stored tokens, in clear, to pick requests from.
+    pub tokens: Vec<String>,
+}
+
+/// Cluster settings for benchmarks: everything fits in memory, as a production auth database
+/// does.
+pub fn bench_cluster() -> Cluster {
+    Cluster::start(&ClusterOptions {
+        settings: vec!["shared_buffers = 1GB".into(), "max_connections = 100".into()],
+        ..ClusterOptions::default()
+    })
+}
+
+async fn connect(cluster: &Cluster, role: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&cluster.url(role, DATABASE), NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+impl TokenBench {
+    /// Starts a cluster and stores `n` random tokens, each valid for 30 days, for 100 000
+    /// distinct users.
+    pub async fn setup(n: usize) -> Self {
+        let cluster = bench_cluster();
+        cluster.create_database(DATABASE);
+        let key = cluster.hash_key();
+        let tokens: Vec<String> = (0..n)
+            .map(|_| {
+                Credential::generate(CredentialKind::Token)
+                    .expect("random")
+                    .into_secret()
+            })
+            .collect();
+
+        let db = connect(&cluster, roles::SUPERUSER).await;
+        db.batch_execute(
+            "CREATE EXTENSION pgcrypto; CREATE EXTENSION pg_prewarm;
+             CREATE SCHEMA bench_plain;
+             CREATE TABLE bench_plain.tokens (
+                 token_hash bytea PRIMARY KEY, user_id text NOT NULL, scopes text[] NOT NULL,
+                 expires_at timestamptz NOT NULL, revoked_at timestamptz);
+             CREATE UNLOGGED TABLE bench_plain.raw (token text);
+             GRANT USAGE ON SCHEMA bench_plain TO app_validator;
+             GRANT SELECT ON bench_plain.tokens TO app_validator;",
+        )
+        .await
+        .expect("baseline schema");
+
+        // auth_pg's table, loaded in bulk with hashes computed here with the cluster's key.
+        let mut rows = String::with_capacity(n * 120);
+        for (i, token) in tokens.iter().enumerate() {
+            let hash = auth_core::credential_hash(key.as_ref(), token.as_bytes());
+            rows.push_str("\\\\x");
+            for b in hash {
+                rows.push_str(&format!("{b:02x}"));
+            }
+            rows.push_str(&format!(
+                "\tuser-{}\t{{read,write}}\t2100-01-01 00:00:00+00\n",
+                i % 100_000
+            ));
+        }
+        copy_in(
+            &db,
+            "COPY auth_pg.tokens (token_hash, user_id, scopes, expires_at) FROM STDIN",
+            rows,
+        )
+        .await;
+
+        let raw: String = tokens.iter().map(|t| format!("{t}\n")).collect();
+        copy_in(&db, "COPY bench_plain.raw (token) FROM STDIN", raw).await;
+        for statement in [
+            "INSERT INTO bench_plain.tokens (token_hash, user_id, scopes, expires_at)
+                 SELECT digest(token, 'sha256'), 'user-' || (row_number() OVER () % 100000),
+                        '{read,write}', now() + interval '30 days'
+                 FROM bench_plain.raw",
+            "DROP TABLE bench_plain.raw",
+            "VACUUM ANALYZE auth_pg.tokens",
+            "VACUUM ANALYZE bench_plain.tokens",
+            "SELECT pg_prewarm('auth_pg.tokens'), pg_prewarm('auth_pg.tokens_token_hash_idx'),
+                    pg_prewarm('bench_plain.tokens'), pg_prewarm('bench_plain.tokens_pkey')",
+        ] {
+            db.batch_execute(statement).await.expect("load the baseline");
+        }
+        Self { cluster, tokens }
+    }
+
+    /// A client connecting as a role that may only check (`auth_pg_validator`), with a pool of
+    /// `pool_size` connections, every connection opened and every statement prepared.
+    pub async fn client(&self, pool_size: usize) -> AuthClient {
+        let mut config =
+            Config::from_url(&self.cluster.url(roles::VALIDATOR, DATABASE)).expect("url");
+        config
+            .pool_size(pool_size)
+            .wait_timeout(Some(Duration::from_secs(30)));
+        let client = AuthClient::new(&config).expect("client");
+        // Open every connection and prepare every statement before measuring.
+        let mut warm = Vec::new();
+        for _ in 0..pool_size {
+            let client = client.clone();
+            let token = self.tokens[0].clone();
+            warm.push(tokio::spawn(async move {
+                for _ in 0..50 {
+                    client.ping().await.expect("ping");
+                    client.validate_token(&token).await.expect("validate");
+                    plain_sql_check(&client, &token).await.expect("plain");
+                }
+            }));
+        }
+        for task in warm {
+            task.await.expect("warm-up");
+        }
+        client
+    }
+}
+
+async fn copy_in(db: &tokio_postgres::Client, statement: &str, data: String) {
+    let sink = db.copy_in::<_, Bytes>(statement).await.expect("COPY");
+    futures_util::pin_mut!(sink);
+    sink.send(Bytes::from(data)).await.expect("COPY data");
+    sink.close().await.expect("COPY end");
+}
+
+/// The plain-SQL baseline: returns whether the token is valid.
+pub async fn plain_sql_check(client: &AuthClient, token: &str) -> Result<bool, auth_client::Error> {
+    let connection = client.pool().get().await?;
+    let statement = connection.prepare_cached(PLAIN_SQL_CHECK).await?;
+    let row = connection.query_opt(&statement, &[&token]).await?;
+    Ok(row.is_some_and(|r| r.get::<_, bool>(3)))
+}
+
+/// A small, fast, deterministic generator for picking requests (xorshift64*).
+#[derive(Clone, Debug)]
+pub struct Picker(u64);
+
+impl Picker {
+    /// A generator seeded with `seed` (any value).
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// An index below `n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let r = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        usize::try_from(r % n as u64).unwrap_or(0)
+    }
+}
