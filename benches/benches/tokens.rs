@@ -36,7 +36,13 @@ impl Workload {
             Self::SelectOne => client.ping().await.expect("ping"),
             Self::PlainSql => assert!(plain_sql_check(client, token).await.expect("plain")),
             Self::ValidateToken => {
-                assert!(client.validate_token(token).await.expect("validate").is_valid())
+                assert!(
+                    client
+                        .validate_token(token)
+                        .await
+                        .expect("validate")
+                        .is_valid()
+                )
             }
         }
     }
@@ -55,7 +61,9 @@ fn benches(c: &mut Criterion) {
     let tokens = Arc::new(bench.tokens.clone());
 
     let mut group = c.benchmark_group(format!("tokens_{n}/1_caller"));
-    group.measurement_time(Duration::from_secs(8)).sample_size(50);
+    group
+        .measurement_time(Duration::from_secs(8))
+        .sample_size(50);
     for workload in Workload::ALL {
         let mut picker = Picker::new(1);
         group.bench_function(workload.name(), |b| {
@@ -70,7 +78,9 @@ fn benches(c: &mut Criterion) {
     // Eight callers at once: criterion's time per iteration is then the inverse of the
     // throughput (all callers together).
     let mut group = c.benchmark_group(format!("tokens_{n}/{CALLERS}_callers"));
-    group.measurement_time(Duration::from_secs(8)).sample_size(30);
+    group
+        .measurement_time(Duration::from_secs(8))
+        .sample_size(30);
     for workload in Workload::ALL {
         group.bench_function(workload.name(), |b| {
             b.to_async(&runtime).iter_custom(|iters| {
@@ -93,7 +103,9 @@ fn benches(c: &mut Criterion) {
                     for task in tasks {
                         task.await.expect("caller");
                     }
-                    start.elapsed().mul_f64(iters as f64 / (per_caller * CALLERS as u64) as f64)
+                    start
+                        .elapsed()
+                        .mul_f64(iters as f64 / (per_caller * CALLERS as u64) as f64)
                 }
             })
         });

@@ -45,7 +45,10 @@ pub struct TokenBench {
 /// does.
 pub fn bench_cluster() -> Cluster {
     Cluster::start(&ClusterOptions {
-        settings: vec!["shared_buffers = 1GB".into(), "max_connections = 100".into()],
+        settings: vec![
+            "shared_buffers = 1GB".into(),
+            "max_connections = 100".into(),
+        ],
         ..ClusterOptions::default()
     })
 }
@@ -122,7 +125,9 @@ impl TokenBench {
             "SELECT pg_prewarm('auth_pg.tokens'), pg_prewarm('auth_pg.tokens_token_hash_idx'),
                     pg_prewarm('bench_plain.tokens'), pg_prewarm('bench_plain.tokens_pkey')",
         ] {
-            db.batch_execute(statement).await.expect("load the baseline");
+            db.batch_execute(statement)
+                .await
+                .expect("load the baseline");
         }
         Self { cluster, tokens }
     }

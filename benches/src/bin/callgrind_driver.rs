@@ -26,7 +26,10 @@ async fn main() -> Result<(), tokio_postgres::Error> {
     let n: usize = n.parse().expect("a count");
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(connection);
-    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await?
+        .get(0);
     let statement = client.prepare(query).await?;
     let params: Vec<&(dyn ToSql + Sync)> = match &argument {
         Some(argument) => vec![argument],

@@ -47,8 +47,13 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut options =
-        Options { only: None, seconds: 10, rounds: 3, redis: false, callers: vec![1, 8] };
+    let mut options = Options {
+        only: None,
+        seconds: 10,
+        rounds: 3,
+        redis: false,
+        callers: vec![1, 8],
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().expect("a value after the flag");
@@ -56,7 +61,10 @@ fn options() -> Options {
             "--seconds" => options.seconds = value().parse().expect("seconds"),
             "--rounds" => options.rounds = value().parse().expect("rounds"),
             "--callers" => {
-                options.callers = value().split(',').map(|c| c.parse().expect("callers")).collect()
+                options.callers = value()
+                    .split(',')
+                    .map(|c| c.parse().expect("callers"))
+                    .collect()
             }
             "--redis" => options.redis = true,
             // For profiling: run one workload only (select_1, plain_sql, validate_token).
@@ -79,13 +87,22 @@ impl Redis {
         std::fs::create_dir_all(&dir).expect("redis dir");
         let socket = dir.join("redis.sock");
         let child = Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
+            .args([
+                "--port",
+                "0",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--unixsocket",
+            ])
             .arg(&socket)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server (install it, or run without --redis)");
         let redis = Self { child, dir };
-        let client = redis::Client::open(format!("redis+unix://{}", socket.display())).expect("url");
+        let client =
+            redis::Client::open(format!("redis+unix://{}", socket.display())).expect("url");
         let mut connection = None;
         for _ in 0..100 {
             match client.get_multiplexed_async_connection().await {
@@ -107,7 +124,12 @@ impl Redis {
         }
         let mut connections = Vec::new();
         for _ in 0..8 {
-            connections.push(client.get_multiplexed_async_connection().await.expect("connect"));
+            connections.push(
+                client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("connect"),
+            );
         }
         (redis, connections)
     }
@@ -123,7 +145,10 @@ impl Drop for Redis {
 
 /// A cache keyed by the token's hash, as a careful application would key it.
 fn cache_key(token: &str) -> String {
-    auth_core::credential_hash(None, token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    auth_core::credential_hash(None, token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 async fn call(
@@ -136,7 +161,13 @@ async fn call(
         Workload::SelectOne => client.ping().await.expect("ping"),
         Workload::PlainSql => assert!(plain_sql_check(client, token).await.expect("plain")),
         Workload::ValidateToken => {
-            assert!(client.validate_token(token).await.expect("validate").is_valid())
+            assert!(
+                client
+                    .validate_token(token)
+                    .await
+                    .expect("validate")
+                    .is_valid()
+            )
         }
         Workload::RedisGet => {
             let connection = redis.expect("a redis connection");
@@ -190,7 +221,10 @@ fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("{cores} cores ({model})")
@@ -212,7 +246,11 @@ async fn main() {
     };
     let server_version = bench.cluster.psql("postgres", "SHOW server_version");
 
-    let mut workloads = vec![Workload::SelectOne, Workload::PlainSql, Workload::ValidateToken];
+    let mut workloads = vec![
+        Workload::SelectOne,
+        Workload::PlainSql,
+        Workload::ValidateToken,
+    ];
     if options.redis {
         workloads.insert(1, Workload::RedisGet);
     }
@@ -246,7 +284,10 @@ async fn main() {
                     summary.p50.as_secs_f64() * 1e6,
                     summary.p99.as_secs_f64() * 1e6
                 );
-                results.entry((callers, workload)).or_default().push(summary);
+                results
+                    .entry((callers, workload))
+                    .or_default()
+                    .push(summary);
             }
         }
     }
@@ -255,19 +296,31 @@ async fn main() {
         "{n} tokens stored; {} rounds of {} s per workload, interleaved; medians of the rounds.",
         options.rounds, options.seconds
     );
-    println!("Machine: {}; PostgreSQL {server_version}; Unix socket; auth_client pool of 8.\n", machine());
+    println!(
+        "Machine: {}; PostgreSQL {server_version}; Unix socket; auth_client pool of 8.\n",
+        machine()
+    );
     println!("| check | callers | calls/s | × `SELECT 1` | p50 | p99 |");
     println!("|---|---:|---:|---:|---:|---:|");
     for &callers in &options.callers {
         let rate = |w: Workload| {
-            let mut rates: Vec<f64> = results[&(callers, w)].iter().map(|s| s.per_second).collect();
+            let mut rates: Vec<f64> = results[&(callers, w)]
+                .iter()
+                .map(|s| s.per_second)
+                .collect();
             median(&mut rates)
         };
         let floor = rate(Workload::SelectOne);
         for &workload in &workloads {
             let summaries = &results[&(callers, workload)];
-            let mut p50: Vec<f64> = summaries.iter().map(|s| s.p50.as_secs_f64() * 1e6).collect();
-            let mut p99: Vec<f64> = summaries.iter().map(|s| s.p99.as_secs_f64() * 1e6).collect();
+            let mut p50: Vec<f64> = summaries
+                .iter()
+                .map(|s| s.p50.as_secs_f64() * 1e6)
+                .collect();
+            let mut p99: Vec<f64> = summaries
+                .iter()
+                .map(|s| s.p99.as_secs_f64() * 1e6)
+                .collect();
             println!(
                 "| {} | {callers} | {:.0} | {:.2} | {:.0} µs | {:.0} µs |",
                 workload.name(),
