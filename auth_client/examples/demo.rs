@@ -38,6 +38,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     listener.batch_execute("LISTEN auth_pg_invalidate").await?;
 
+    // Open the connections first, so that the timings below are of the checks alone.
+    admin.ping().await?;
+    app.ping().await?;
+
     println!("auth_pg demo\n");
     let metadata = serde_json::json!({ "device": "demo laptop" });
     let token = admin
