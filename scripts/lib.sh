@@ -130,7 +130,9 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 EOF
-    as_cluster_user "${PG_BIN}/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+    # A server started with RUST_BACKTRACE set puts Rust backtraces in error details.
+    as_cluster_user env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE \
+        "${PG_BIN}/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
         || { cat "$dir/server.log" >&2; die "the cluster in $dir did not start"; }
 }
 

@@ -166,6 +166,27 @@ impl fmt::Display for Credential {
     }
 }
 
+/// Characters of a credential shown to identify it in lists and logs: the kind's prefix and the
+/// first 7 characters of the random part (about 42 of its 256 bits).
+pub const DISPLAY_PREFIX_LEN: usize = PREFIX_LEN + 7;
+
+impl Credential {
+    /// The start of the credential, safe to show in lists so that its owner can recognise it.
+    pub fn display_prefix(&self) -> &str {
+        &self.text[..DISPLAY_PREFIX_LEN]
+    }
+}
+
+/// A new random, non-secret identifier: `prefix` followed by 17 base62 characters (96 bits).
+pub fn random_id(prefix: &str) -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes)?;
+    let mut id = String::with_capacity(prefix.len() + 17);
+    id.push_str(prefix);
+    base62::encode_fixed(&bytes, 17, &mut id);
+    Ok(id)
+}
+
 /// Checks that `candidate` is a well-formed credential of `expected` kind, without allocating.
 ///
 /// Works on bytes, as they arrive from SQL (a credential is ASCII). The length is checked
@@ -317,6 +338,20 @@ mod tests {
             check_format(CredentialKind::Token, input.as_bytes()),
             Err(FormatError::BadAlphabet)
         );
+    }
+
+    #[test]
+    fn display_prefixes_and_ids() {
+        let credential = Credential::from_secret_bytes(CredentialKind::ApiKey, &SECRET);
+        assert_eq!(
+            credential.display_prefix(),
+            &credential.expose_secret()[..12]
+        );
+        let a = random_id("key_").expect("random");
+        let b = random_id("key_").expect("random");
+        assert_eq!(a.len(), 21);
+        assert!(a.starts_with("key_") && a[4..].bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
     }
 
     #[test]

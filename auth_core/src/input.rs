@@ -7,6 +7,10 @@
 /// `auth0|...`, an e-mail address); 512 bytes holds all of them with room to spare and keeps
 /// every invalidation payload far below NOTIFY's 8000-byte limit.
 pub const MAX_USER_ID_BYTES: usize = 512;
+/// The longest organization id accepted, in bytes (the same room as user ids).
+pub const MAX_ORG_ID_BYTES: usize = 512;
+/// The longest name of an organization or key, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
 /// The most scopes on one credential.
 pub const MAX_SCOPES: usize = 256;
 /// The longest scope, in bytes.
@@ -65,6 +69,18 @@ pub enum InputError {
         /// The parameter.
         argument: &'static str,
     },
+    /// An interval argument is negative.
+    #[error("{argument} must not be negative")]
+    Negative {
+        /// The parameter.
+        argument: &'static str,
+    },
+    /// A time argument is not in the future.
+    #[error("{argument} must be in the future")]
+    NotInFuture {
+        /// The parameter.
+        argument: &'static str,
+    },
     /// An interval argument is longer than the configured maximum.
     #[error("{argument} is longer than the maximum of {}", describe_seconds(*.max_seconds))]
     TooLongInterval {
@@ -92,26 +108,32 @@ pub fn describe_seconds(seconds: i64) -> String {
     format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
 }
 
-/// Checks a user id: present, not empty, at most [`MAX_USER_ID_BYTES`], no control characters.
+/// Checks an identifier or name the application chooses (a user id, an organization id, a
+/// key's name): present, not empty, at most `limit` bytes, no control characters.
 ///
-/// White space is allowed inside ids (some applications use display-like ids), but not control
-/// characters, which would make ids ambiguous in logs.
-pub fn check_user_id(user_id: Option<&str>) -> Result<&str, InputError> {
-    let argument = "user_id";
-    let user_id = user_id.ok_or(InputError::Null { argument })?;
-    if user_id.is_empty() {
+/// White space is allowed inside (some applications use display-like ids), but not control
+/// characters, which would make values ambiguous in logs.
+pub fn check_identifier<'a>(
+    argument: &'static str,
+    value: Option<&'a str>,
+    limit: usize,
+) -> Result<&'a str, InputError> {
+    let value = value.ok_or(InputError::Null { argument })?;
+    if value.is_empty() {
         return Err(InputError::Empty { argument });
     }
-    if user_id.len() > MAX_USER_ID_BYTES {
-        return Err(InputError::TooLong {
-            argument,
-            limit: MAX_USER_ID_BYTES,
-        });
+    if value.len() > limit {
+        return Err(InputError::TooLong { argument, limit });
     }
-    if user_id.chars().any(char::is_control) {
+    if value.chars().any(char::is_control) {
         return Err(InputError::BadCharacters { argument });
     }
-    Ok(user_id)
+    Ok(value)
+}
+
+/// Checks a user id: see [`check_identifier`], at most [`MAX_USER_ID_BYTES`].
+pub fn check_user_id(user_id: Option<&str>) -> Result<&str, InputError> {
+    check_identifier("user_id", user_id, MAX_USER_ID_BYTES)
 }
 
 /// Checks a list of scopes: at most [`MAX_SCOPES`], each present, not empty, at most

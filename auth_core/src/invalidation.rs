@@ -24,6 +24,28 @@ pub enum Invalidation {
         /// The user.
         user_id: String,
     },
+    /// An API key was revoked.
+    ApiKeyRevoked {
+        /// Its organization.
+        org_id: String,
+        /// The key's id.
+        key_id: String,
+    },
+    /// An API key was rotated: it now expires at the end of its grace period.
+    ApiKeyRotated {
+        /// Its organization.
+        org_id: String,
+        /// The old key's id.
+        key_id: String,
+        /// The id of the key that replaces it.
+        new_key_id: String,
+    },
+    /// An organization's keys changed in a way no finer event describes (its document was
+    /// edited by hand, or the organization was deleted): forget all its keys.
+    OrganizationKeysChanged {
+        /// The organization.
+        org_id: String,
+    },
 }
 
 impl Invalidation {

@@ -8,13 +8,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod api_keys;
 mod base62;
 pub mod credential;
 pub mod hash;
 pub mod input;
 pub mod invalidation;
 
-pub use credential::{Credential, CredentialKind, FormatError, check_format};
+pub use credential::{Credential, CredentialKind, FormatError, check_format, random_id};
 pub use hash::{HashKey, KeyFormatError, credential_hash};
 pub use input::{InputError, IntervalParts};
 pub use invalidation::Invalidation;

@@ -35,6 +35,25 @@ pub(crate) enum AuthPgError {
     /// The operating system could not provide random bytes.
     #[error("the operating system could not provide random bytes")]
     Randomness,
+    /// An organization's document cannot be used.
+    #[error(transparent)]
+    Document(#[from] auth_core::api_keys::DocumentError),
+    /// No organization has the given id.
+    #[error("there is no organization with this org_id")]
+    UnknownOrganization,
+    /// An organization with the given id exists already.
+    #[error("an organization with this org_id exists already")]
+    OrganizationExists,
+    /// The organization has no key with the given id.
+    #[error("the organization has no API key with this key_id")]
+    UnknownApiKey,
+    /// The key cannot be rotated.
+    #[error("the API key cannot be rotated: {reason}")]
+    ApiKeyNotRotatable { reason: &'static str },
+    /// An organization's document and its lookup rows disagree (only a direct edit of
+    /// auth_pg.api_key_lookup can cause this).
+    #[error("the organization's api_keys document and its lookup rows disagree")]
+    DocumentOutOfStep,
     /// The extension's own objects are missing or altered.
     #[error("auth_pg's relation {name} is missing")]
     MissingRelation { name: String },
@@ -55,6 +74,12 @@ impl AuthPgError {
             Self::HashKey { .. } => ERRCODE_CONFIG_FILE_ERROR,
             Self::Randomness => ERRCODE_SYSTEM_ERROR,
             Self::MissingRelation { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            Self::Document(_) => ERRCODE_INVALID_PARAMETER_VALUE,
+            Self::UnknownOrganization | Self::UnknownApiKey => ERRCODE_NO_DATA_FOUND,
+            Self::OrganizationExists => ERRCODE_UNIQUE_VIOLATION,
+            Self::ApiKeyNotRotatable { .. } | Self::DocumentOutOfStep => {
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+            }
         }
     }
 
@@ -88,6 +113,30 @@ impl AuthPgError {
                 hold 64 hexadecimal digits."
                 .into(),
             Self::Randomness => return None,
+            Self::Input(InputError::Negative { .. }) => {
+                "Pass zero or a positive interval, such as '1 day'.".into()
+            }
+            Self::Input(InputError::NotInFuture { .. }) => {
+                "Pass a time after now, or NULL for no expiry.".into()
+            }
+            Self::Document(_) => "Each element of api_keys is an object with id, hash (64 \
+                hexadecimal digits), name and created_at, and optionally prefix, scopes (an array \
+                of strings), metadata (an object), expires_at, revoked_at and last_used_at; ids \
+                and hashes are unique. Keys are best changed with auth_pg's functions."
+                .into(),
+            Self::UnknownOrganization => {
+                "Create it with auth_pg.create_organization(org_id, name).".into()
+            }
+            Self::OrganizationExists => "Choose another org_id.".into(),
+            Self::UnknownApiKey => {
+                "List the organization's keys with auth_pg.list_api_keys(org_id).".into()
+            }
+            Self::ApiKeyNotRotatable { .. } => {
+                "Create a new key with auth_pg.create_api_key.".into()
+            }
+            Self::DocumentOutOfStep => "Rebuild the organization's rows from its document: UPDATE \
+                auth_pg.organizations SET api_keys = api_keys WHERE org_id = ...;"
+                .into(),
             Self::MissingRelation { .. } => {
                 "Reinstall the extension: DROP EXTENSION auth_pg; CREATE EXTENSION auth_pg;".into()
             }

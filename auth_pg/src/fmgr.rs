@@ -91,13 +91,14 @@ impl CompositeResult {
 
     /// Forms a composite datum from `values` and `nulls`, which must match the descriptor.
     /// By-reference values are copied, so they may point into a shared buffer.
-    pub(crate) fn form<const N: usize>(&self, values: &[Datum; N], nulls: &[bool; N]) -> Datum {
+    pub(crate) fn form(&self, values: &[Datum], nulls: &[bool]) -> Datum {
         // SAFETY: the descriptor is pinned; `heap_form_tuple` reads exactly `natts` entries,
-        // which is N (asserted); HeapTupleHeaderGetDatum flattens any external TOAST pointer.
+        // the length of both slices (asserted); HeapTupleHeaderGetDatum flattens any external
+        // TOAST pointer.
         unsafe {
-            assert_eq!(
-                usize::try_from((*self.tupdesc).natts).ok(),
-                Some(N),
+            let natts = usize::try_from((*self.tupdesc).natts).ok();
+            assert!(
+                natts == Some(values.len()) && natts == Some(nulls.len()),
                 "result arity"
             );
             let tuple = pg_sys::heap_form_tuple(
@@ -148,12 +149,12 @@ impl MaterializedSet {
     }
 
     /// Appends one row; by-reference values are copied.
-    pub(crate) fn push<const N: usize>(&mut self, values: &[Datum; N], nulls: &[bool; N]) {
+    pub(crate) fn push(&mut self, values: &[Datum], nulls: &[bool]) {
         // SAFETY: the store and descriptor were set up by InitMaterializedSRF; arity asserted.
         unsafe {
-            assert_eq!(
-                usize::try_from((*self.tupdesc).natts).ok(),
-                Some(N),
+            let natts = usize::try_from((*self.tupdesc).natts).ok();
+            assert!(
+                natts == Some(values.len()) && natts == Some(nulls.len()),
                 "result arity"
             );
             pg_sys::tuplestore_putvalues(

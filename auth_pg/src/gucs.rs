@@ -11,6 +11,9 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, pg_sys};
 static HASH_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static MAX_TOKEN_TTL: GucSetting<i32> = GucSetting::<i32>::new(365 * 24 * 60 * 60);
 static AUDIT_TOKEN_ISSUE: GucSetting<bool> = GucSetting::<bool>::new(false);
+static MAINTENANCE_DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
+static MAINTENANCE_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(60);
 
 /// Defines every setting. Called from `_PG_init`.
 pub(crate) fn init() {
@@ -44,6 +47,26 @@ pub(crate) fn init() {
         GucFlags::default(),
     );
 
+    GucRegistry::define_string_guc(
+        c"auth_pg.maintenance_database",
+        c"Database the maintenance worker connects to.",
+        c"The worker runs auth_pg's periodic work (flushing API keys' last use) there; other \
+          databases can schedule the same functions with pg_cron.",
+        &MAINTENANCE_DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"auth_pg.maintenance_interval",
+        c"How often the maintenance worker runs; 0 pauses it.",
+        c"",
+        &MAINTENANCE_INTERVAL,
+        0,
+        86_400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+
     // SAFETY: called from _PG_init, in the backend's main thread, with a static C string.
     // Reserving the prefix turns a mistyped `auth_pg.*` name into an error instead of a silent
     // placeholder, and removes placeholders left by the configuration files.
@@ -71,6 +94,19 @@ pub(crate) fn with_hash_key_file<R>(f: impl FnOnce(Option<&CStr>) -> R) -> R {
 /// `auth_pg.max_token_ttl`, in seconds.
 pub(crate) fn max_token_ttl_seconds() -> i64 {
     i64::from(MAX_TOKEN_TTL.get())
+}
+
+/// `auth_pg.maintenance_database`.
+pub(crate) fn maintenance_database() -> String {
+    MAINTENANCE_DATABASE
+        .get()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| "postgres".to_owned())
+}
+
+/// `auth_pg.maintenance_interval`.
+pub(crate) fn maintenance_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(u64::try_from(MAINTENANCE_INTERVAL.get()).unwrap_or(0))
 }
 
 /// `auth_pg.audit_token_issue`.

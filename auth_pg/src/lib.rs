@@ -11,7 +11,9 @@
 
 use pgrx::prelude::*;
 
+mod api_keys;
 mod audit;
+mod check;
 mod error;
 mod fmgr;
 mod gucs;
@@ -19,6 +21,8 @@ mod hash_key;
 mod notify;
 mod storage;
 mod tokens;
+mod usage;
+mod worker;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
@@ -31,6 +35,7 @@ extension_sql_file!(
     bootstrap
 );
 extension_sql_file!("../../sql/schema/tokens.sql", name = "tokens_schema");
+extension_sql_file!("../../sql/schema/api_keys.sql", name = "api_keys_schema");
 extension_sql_file!(
     "../../sql/schema/privileges.sql",
     name = "privileges",
@@ -41,6 +46,11 @@ extension_sql_file!(
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    // SAFETY: a plain read of a flag PostgreSQL sets while it loads preloaded libraries.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        usage::init();
+        worker::register();
+    }
 }
 
 /// Required by `cargo pgrx test`.

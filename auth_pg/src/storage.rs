@@ -23,15 +23,19 @@ use crate::error::AuthPgError;
 pub(crate) enum Rel {
     Tokens,
     TokensHashIndex,
+    ApiKeyLookup,
+    ApiKeyLookupHashIndex,
 }
 
 impl Rel {
-    const COUNT: usize = 2;
+    const COUNT: usize = 4;
 
     fn name(self) -> &'static CStr {
         match self {
             Self::Tokens => c"tokens",
             Self::TokensHashIndex => c"tokens_token_hash_idx",
+            Self::ApiKeyLookup => c"api_key_lookup",
+            Self::ApiKeyLookupHashIndex => c"api_key_lookup_key_hash_idx",
         }
     }
 }

@@ -5,16 +5,17 @@
 //! `tokens_token_hash_idx`.
 
 use auth_core::hash::HASH_LEN;
-use auth_core::input::{self, IntervalParts, MAX_BATCH, MAX_METADATA_BYTES};
+use auth_core::input::{self, IntervalParts, MAX_METADATA_BYTES};
 use auth_core::{Credential, CredentialKind, Invalidation};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::{Array, JsonB, Spi};
 
 use crate::audit::{self, AuditEvent};
+use crate::check::{self, Checked, Status, statement_time};
 use crate::error::{AuthPgError, OrRaise};
-use crate::fmgr::{self, CompositeResult, MaterializedSet, function_info_v1};
-use crate::storage::{KeyLookup, Rel, Row};
+use crate::fmgr::function_info_v1;
+use crate::storage::{Rel, Row};
 use crate::{gucs, hash_key, notify};
 
 /// Attribute numbers of `auth_pg.tokens`, checked against the catalog by a test.
@@ -30,109 +31,26 @@ pub(crate) mod col {
     pub(crate) const REVOKED_AT: usize = 8;
 }
 
-/// What a validation found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TokenStatus {
-    Valid,
-    Expired,
-    Revoked,
-    Unknown,
-    Malformed,
-}
+/// Tokens are checked by hash in `auth_pg.tokens`.
+pub(crate) struct Tokens;
 
-impl TokenStatus {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Valid => "valid",
-            Self::Expired => "expired",
-            Self::Revoked => "revoked",
-            Self::Unknown => "unknown",
-            Self::Malformed => "malformed",
-        }
+impl Checked<5> for Tokens {
+    const KIND: CredentialKind = CredentialKind::Token;
+    const TABLE: Rel = Rel::Tokens;
+    const INDEX: Rel = Rel::TokensHashIndex;
+
+    fn judge(row: &Row<'_>, now: pg_sys::TimestampTz) -> Status {
+        check::judge_times(row, col::REVOKED_AT, col::EXPIRES_AT, now)
     }
 
-    fn datum(self) -> pg_sys::Datum {
-        self.as_str().into_datum().expect("text is never NULL")
-    }
-}
-
-/// The moment expiry is judged at: the statement's start, so that every check in one
-/// statement agrees, as a STABLE function must.
-pub(crate) fn statement_time() -> pg_sys::TimestampTz {
-    // SAFETY: reads a backend-local timestamp.
-    unsafe { pg_sys::GetCurrentStatementStartTimestamp() }
-}
-
-/// The answer for a row found by its hash.
-fn judge(row: &Row<'_>, now: pg_sys::TimestampTz) -> TokenStatus {
-    if !row.is_null(col::REVOKED_AT) {
-        TokenStatus::Revoked
-    } else if row
-        .timestamptz(col::EXPIRES_AT)
-        .is_none_or(|expires| expires <= now)
-    {
-        TokenStatus::Expired
-    } else {
-        TokenStatus::Valid
-    }
-}
-
-/// Fields of `auth_pg.token_validation`.
-const FIELDS: usize = 6;
-
-/// A `token_validation` with only `status` set.
-fn status_only(status: TokenStatus) -> ([pg_sys::Datum; FIELDS], [bool; FIELDS]) {
-    let mut values = [pg_sys::Datum::from(0); FIELDS];
-    let mut nulls = [true; FIELDS];
-    values[0] = status.datum();
-    nulls[0] = false;
-    (values, nulls)
-}
-
-/// Judges one candidate and hands the `token_validation` fields to `emit` while the row's
-/// values are still valid (they point into a shared buffer).
-fn validate_one<R>(
-    lookup: &mut KeyLookup,
-    candidate: Option<&[u8]>,
-    now: pg_sys::TimestampTz,
-    emit: impl FnOnce(&[pg_sys::Datum; FIELDS], &[bool; FIELDS]) -> R,
-) -> R {
-    let candidate = match candidate {
-        Some(c) if auth_core::check_format(CredentialKind::Token, c).is_ok() => c,
-        _ => {
-            let (values, nulls) = status_only(TokenStatus::Malformed);
-            return emit(&values, &nulls);
-        }
-    };
-    let hash = hash_key::hash_credential(candidate);
-    let mut emit = Some(emit);
-    let found = lookup.find(&hash, |row| {
-        let emit = emit.take().expect("emit is called once");
-        let (values, nulls) = match judge(row, now) {
-            TokenStatus::Valid => {
-                let fields = [
-                    Some(TokenStatus::Valid.datum()),
-                    row.datum(col::TOKEN_ID),
-                    row.datum(col::USER_ID),
-                    row.datum(col::SCOPES),
-                    row.datum(col::EXPIRES_AT),
-                    row.datum(col::METADATA),
-                ];
-                (
-                    fields.map(|f| f.unwrap_or(pg_sys::Datum::from(0))),
-                    fields.map(|f| f.is_none()),
-                )
-            }
-            status => status_only(status),
-        };
-        emit(&values, &nulls)
-    });
-    match found {
-        Some(result) => result,
-        None => {
-            let (values, nulls) = status_only(TokenStatus::Unknown);
-            (emit.take().expect("emit is called once"))(&values, &nulls)
-        }
+    fn fields(row: &Row<'_>) -> [Option<pg_sys::Datum>; 5] {
+        [
+            row.datum(col::TOKEN_ID),
+            row.datum(col::USER_ID),
+            row.datum(col::SCOPES),
+            row.datum(col::EXPIRES_AT),
+            row.datum(col::METADATA),
+        ]
     }
 }
 
@@ -145,18 +63,14 @@ function_info_v1!(pg_finfo_auth_pg_validate_token);
 ///
 /// # Safety
 ///
-/// Called by fmgr only, with one `text` argument.
+/// Called by fmgr only, with the argument and result declared in tokens.sql.
 #[unsafe(no_mangle)]
 #[pg_guard]
 pub unsafe extern "C-unwind" fn auth_pg_validate_token(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
-    // SAFETY: fmgr calls this with the argument and result declared in tokens.sql.
-    let (token, result) = unsafe { (fmgr::text_arg(fcinfo, 0), CompositeResult::of(fcinfo)) };
-    let mut lookup = KeyLookup::new(Rel::Tokens, Rel::TokensHashIndex);
-    validate_one(&mut lookup, token, statement_time(), |values, nulls| {
-        result.form(values, nulls)
-    })
+    // SAFETY: fmgr calls this as declared in tokens.sql.
+    unsafe { check::check_single::<Tokens, 5>(fcinfo) }
 }
 
 function_info_v1!(pg_finfo_auth_pg_validate_tokens);
@@ -168,38 +82,14 @@ function_info_v1!(pg_finfo_auth_pg_validate_tokens);
 ///
 /// # Safety
 ///
-/// Called by fmgr only, with one `text[]` argument, from a context that accepts a set.
+/// Called by fmgr only, with the argument and result declared in tokens.sql.
 #[unsafe(no_mangle)]
 #[pg_guard]
 pub unsafe extern "C-unwind" fn auth_pg_validate_tokens(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
-    const FUNCTION: &str = "validate_tokens";
-    // SAFETY: fmgr calls this with the argument and result declared in tokens.sql.
-    let (tokens, mut set) = unsafe {
-        (
-            fmgr::text_array_arg(fcinfo, 0),
-            MaterializedSet::start(fcinfo),
-        )
-    };
-    let tokens = tokens.unwrap_or_default();
-    if tokens.len() > MAX_BATCH {
-        AuthPgError::BatchTooLarge {
-            argument: "tokens",
-            given: tokens.len(),
-            limit: MAX_BATCH,
-        }
-        .raise(FUNCTION);
-    }
-    let now = statement_time();
-    let mut lookup = KeyLookup::new(Rel::Tokens, Rel::TokensHashIndex);
-    for token in tokens {
-        pgrx::check_for_interrupts!();
-        validate_one(&mut lookup, token, now, |values, nulls| {
-            set.push(values, nulls)
-        });
-    }
-    pg_sys::Datum::from(0)
+    // SAFETY: fmgr calls this as declared in tokens.sql.
+    unsafe { check::check_batch::<Tokens, 5>(fcinfo, "validate_tokens", "tokens") }
 }
 
 /// Checks optional JSON metadata: an object, at most `MAX_METADATA_BYTES` when serialized.

@@ -15,13 +15,22 @@ GRANT auth_pg_validator TO auth_pg_admin;
 -- Checks.
 GRANT EXECUTE ON FUNCTION
     auth_pg.validate_token(text),
-    auth_pg.validate_tokens(text[])
+    auth_pg.validate_tokens(text[]),
+    auth_pg.validate_api_key(text),
+    auth_pg.validate_api_keys(text[])
 TO auth_pg_validator;
 
 -- Administration.
 GRANT EXECUTE ON FUNCTION
     auth_pg.issue_token(text, interval, text[], jsonb),
     auth_pg.revoke_token(text),
-    auth_pg.revoke_user_tokens(text)
+    auth_pg.revoke_user_tokens(text),
+    auth_pg.create_organization(text, text),
+    auth_pg.delete_organization(text),
+    auth_pg.create_api_key(text, text, text[], timestamptz, jsonb),
+    auth_pg.revoke_api_key(text, text),
+    auth_pg.rotate_api_key(text, text, interval),
+    auth_pg.list_api_keys(text),
+    auth_pg.flush_api_key_usage()
 TO auth_pg_admin;
 GRANT SELECT ON auth_pg.audit_events TO auth_pg_admin;

@@ -1,4 +1,43 @@
 //! `#[pg_test]` tests: each runs inside a transaction of a throwaway cluster, as superuser.
 //! Privilege checks run as non-superusers in the SQL regression tests and the end-to-end tests.
 
+use pgrx::prelude::*;
+use pgrx::{PgSqlErrorCode, Spi};
+
+mod api_keys;
 mod tokens;
+
+/// The SQLSTATE `sql` raises, or None when it succeeds. Runs `sql` in a subtransaction, as a
+/// PL/pgSQL exception block does, so that a failure leaves the test's transaction usable.
+pub(crate) fn sqlstate_of(sql: &str) -> Option<PgSqlErrorCode> {
+    // SAFETY: the standard pattern for catching an error in C: a subtransaction begun here is
+    // either released or rolled back below, and the memory context and resource owner saved
+    // before it are restored after either.
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        let restore = move || {
+            pg_sys::MemoryContextSwitchTo(context);
+            pg_sys::CurrentResourceOwner = owner;
+        };
+        PgTryBuilder::new(|| {
+            Spi::run(sql).expect("SPI");
+            pg_sys::ReleaseCurrentSubTransaction();
+            restore();
+            None
+        })
+        .catch_others(|caught| {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            restore();
+            match caught {
+                pg_sys::panic::CaughtError::PostgresError(report)
+                | pg_sys::panic::CaughtError::ErrorReport(report) => Some(report.sql_error_code()),
+                pg_sys::panic::CaughtError::RustPanic { .. } => {
+                    Some(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR)
+                }
+            }
+        })
+        .execute()
+    }
+}

@@ -8,6 +8,7 @@ mod tests {
     use pgrx::prelude::*;
     use pgrx::{PgSqlErrorCode, Spi};
 
+    use crate::tests::sqlstate_of;
     use crate::tokens::col;
 
     fn issue(user_id: &str, ttl: &str) -> String {
@@ -24,22 +25,6 @@ mod tests {
         Spi::get_one_with_args::<String>("SELECT status FROM auth_pg.validate_token($1)", &args)
             .expect("validate_token")
             .expect("a status")
-    }
-
-    /// The SQLSTATE `sql` raises, or None when it succeeds.
-    fn sqlstate_of(sql: &str) -> Option<PgSqlErrorCode> {
-        PgTryBuilder::new(|| {
-            Spi::run(sql).expect("SPI");
-            None
-        })
-        .catch_others(|caught| match caught {
-            pg_sys::panic::CaughtError::PostgresError(report)
-            | pg_sys::panic::CaughtError::ErrorReport(report) => Some(report.sql_error_code()),
-            pg_sys::panic::CaughtError::RustPanic { .. } => {
-                Some(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR)
-            }
-        })
-        .execute()
     }
 
     #[pg_test]
@@ -166,7 +151,7 @@ mod tests {
     }
 
     #[pg_test]
-    fn misuse_raises_specific_sqlstates() {
+    fn token_misuse_raises_specific_sqlstates() {
         use PgSqlErrorCode::*;
         let long_user = format!(
             "SELECT auth_pg.issue_token('{}', '1 hour')",
@@ -277,7 +262,7 @@ mod tests {
     }
 
     #[pg_test]
-    fn column_numbers_match_the_catalog() {
+    fn token_columns_match_the_catalog() {
         let expected = [
             (col::TOKEN_ID, "token_id"),
             (col::TOKEN_HASH, "token_hash"),

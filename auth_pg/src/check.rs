@@ -1,0 +1,202 @@
+//! The shape every credential check shares: a format check that touches no table, one probe of
+//! a hash index by the credential's hash, a judgement of the row found, and a composite answer
+//! whose first field is the status.
+//!
+//! Each kind of credential (tokens, API keys) says which table and index it reads, how a row is
+//! judged and which of its columns a valid answer carries; the single and batch SQL functions
+//! are the same code for all of them.
+
+use auth_core::CredentialKind;
+use auth_core::input::MAX_BATCH;
+use pgrx::IntoDatum;
+use pgrx::pg_sys::{self, Datum};
+
+use crate::error::AuthPgError;
+use crate::fmgr::{self, CompositeResult, MaterializedSet};
+use crate::hash_key;
+use crate::storage::{KeyLookup, Rel, Row};
+
+/// What a check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    Valid,
+    Expired,
+    Revoked,
+    Unknown,
+    Malformed,
+}
+
+impl Status {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::Unknown => "unknown",
+            Self::Malformed => "malformed",
+        }
+    }
+
+    fn datum(self) -> Datum {
+        self.as_str().into_datum().expect("text is never NULL")
+    }
+}
+
+/// The moment expiry is judged at: the statement's start, so that every check in one
+/// statement agrees, as a STABLE function must.
+pub(crate) fn statement_time() -> pg_sys::TimestampTz {
+    // SAFETY: reads a backend-local timestamp.
+    unsafe { pg_sys::GetCurrentStatementStartTimestamp() }
+}
+
+/// The usual judgement: revoked if a revocation time is set, expired if an expiry time is set
+/// and not after `now`, valid otherwise.
+pub(crate) fn judge_times(
+    row: &Row<'_>,
+    revoked_at: usize,
+    expires_at: usize,
+    now: pg_sys::TimestampTz,
+) -> Status {
+    if !row.is_null(revoked_at) {
+        Status::Revoked
+    } else if row
+        .timestamptz(expires_at)
+        .is_some_and(|expires| expires <= now)
+    {
+        Status::Expired
+    } else {
+        Status::Valid
+    }
+}
+
+/// A kind of credential that is checked by hash. `N` is the number of fields of its answer
+/// type, status first.
+pub(crate) trait Checked<const N: usize> {
+    /// The credential kind (its prefix).
+    const KIND: CredentialKind;
+    /// The table holding one row per credential.
+    const TABLE: Rel;
+    /// The hash index on the credential's hash in that table.
+    const INDEX: Rel;
+
+    /// What `row` means at `now`.
+    fn judge(row: &Row<'_>, now: pg_sys::TimestampTz) -> Status;
+
+    /// The answer's fields after `status`, for a valid row.
+    fn fields(row: &Row<'_>) -> [Option<Datum>; N];
+
+    /// Called after a valid answer (for instance, to note the credential's use).
+    fn on_valid(_hash: &[u8; 32], _now: pg_sys::TimestampTz) {}
+}
+
+/// Judges one candidate and hands the answer's values and nulls (status first, then the `N`
+/// fields) to `emit` while the row's values are still valid (they point into a shared buffer).
+fn check_one<C: Checked<N>, const N: usize, R>(
+    lookup: &mut KeyLookup,
+    candidate: Option<&[u8]>,
+    now: pg_sys::TimestampTz,
+    emit: impl FnOnce(&[Datum], &[bool]) -> R,
+) -> R {
+    let status_only = |status: Status| {
+        let mut values = vec![Datum::from(0); N + 1];
+        let mut nulls = vec![true; N + 1];
+        values[0] = status.datum();
+        nulls[0] = false;
+        (values, nulls)
+    };
+    let candidate = match candidate {
+        Some(c) if auth_core::check_format(C::KIND, c).is_ok() => c,
+        _ => {
+            let (values, nulls) = status_only(Status::Malformed);
+            return emit(&values, &nulls);
+        }
+    };
+    let hash = hash_key::hash_credential(candidate);
+    let mut emit = Some(emit);
+    let found = lookup.find(&hash, |row| {
+        let emit = emit.take().expect("emit is called once");
+        let status = C::judge(row, now);
+        if status != Status::Valid {
+            let (values, nulls) = status_only(status);
+            return (emit(&values, &nulls), false);
+        }
+        let fields = C::fields(row);
+        let mut values = Vec::with_capacity(N + 1);
+        let mut nulls = Vec::with_capacity(N + 1);
+        values.push(status.datum());
+        nulls.push(false);
+        for field in fields {
+            values.push(field.unwrap_or(Datum::from(0)));
+            nulls.push(field.is_none());
+        }
+        (emit(&values, &nulls), true)
+    });
+    match found {
+        Some((result, valid)) => {
+            if valid {
+                C::on_valid(&hash, now);
+            }
+            result
+        }
+        None => {
+            let (values, nulls) = status_only(Status::Unknown);
+            (emit.take().expect("emit is called once"))(&values, &nulls)
+        }
+    }
+}
+
+/// The body of a single check: `f(credential text) RETURNS <answer type>`.
+///
+/// # Safety
+///
+/// `fcinfo` must be a live call of a function declared with one `text` argument and a composite
+/// result of `N + 1` fields.
+pub(crate) unsafe fn check_single<C: Checked<N>, const N: usize>(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Datum {
+    // SAFETY: as documented.
+    let (candidate, result) = unsafe { (fmgr::text_arg(fcinfo, 0), CompositeResult::of(fcinfo)) };
+    let mut lookup = KeyLookup::new(C::TABLE, C::INDEX);
+    check_one::<C, N, _>(&mut lookup, candidate, statement_time(), |values, nulls| {
+        result.form(values, nulls)
+    })
+}
+
+/// The body of a batch check: `f(credentials text[]) RETURNS SETOF <answer type>`, one row per
+/// element in order; NULL elements are malformed; a NULL array gives no rows.
+///
+/// # Safety
+///
+/// `fcinfo` must be a live call of a set-returning function declared with one `text[]`
+/// argument and a composite result of `N + 1` fields.
+pub(crate) unsafe fn check_batch<C: Checked<N>, const N: usize>(
+    fcinfo: pg_sys::FunctionCallInfo,
+    function: &'static str,
+    argument: &'static str,
+) -> Datum {
+    // SAFETY: as documented.
+    let (candidates, mut set) = unsafe {
+        (
+            fmgr::text_array_arg(fcinfo, 0),
+            MaterializedSet::start(fcinfo),
+        )
+    };
+    let candidates = candidates.unwrap_or_default();
+    if candidates.len() > MAX_BATCH {
+        AuthPgError::BatchTooLarge {
+            argument,
+            given: candidates.len(),
+            limit: MAX_BATCH,
+        }
+        .raise(function);
+    }
+    let now = statement_time();
+    let mut lookup = KeyLookup::new(C::TABLE, C::INDEX);
+    for candidate in candidates {
+        pgrx::check_for_interrupts!();
+        check_one::<C, N, _>(&mut lookup, candidate, now, |values, nulls| {
+            set.push(values, nulls)
+        });
+    }
+    Datum::from(0)
+}
