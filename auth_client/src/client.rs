@@ -1,8 +1,9 @@
 //! The client: one pool, prepared statements, typed calls (each capability in its own module).
 
+use auth_core::CredentialKind;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{FromSql, ToSql};
 
 use crate::{Config, Error};
 
@@ -73,6 +74,51 @@ impl AuthClient {
         let connection = self.connection().await?;
         let statement = connection.prepare_cached(sql).await?;
         Ok(connection.query(&statement, params).await?)
+    }
+
+    /// Checks one credential with `sql` (one parameter, one composite column): malformed input
+    /// is answered by `malformed` without a round trip, as the server would answer it.
+    pub(crate) async fn check<R, T>(
+        &self,
+        kind: CredentialKind,
+        sql: &str,
+        credential: &str,
+        malformed: impl FnOnce() -> T,
+    ) -> Result<T, Error>
+    where
+        R: for<'a> FromSql<'a>,
+        T: TryFrom<R, Error = Error>,
+    {
+        if auth_core::check_format(kind, credential.as_bytes()).is_err() {
+            return Ok(malformed());
+        }
+        let row = self.query_one(sql, &[&credential]).await?;
+        row.try_get::<_, R>(0)?.try_into()
+    }
+
+    /// Checks many credentials with `sql` (one array parameter, one composite column per row,
+    /// in order) and makes sure every one was answered.
+    pub(crate) async fn check_many<R, T>(
+        &self,
+        sql: &str,
+        credentials: &[&str],
+    ) -> Result<Vec<T>, Error>
+    where
+        R: for<'a> FromSql<'a>,
+        T: TryFrom<R, Error = Error>,
+    {
+        let answers = self
+            .query(sql, &[&credentials])
+            .await?
+            .into_iter()
+            .map(|row| row.try_get::<_, R>(0)?.try_into())
+            .collect::<Result<Vec<T>, Error>>()?;
+        if answers.len() != credentials.len() {
+            return Err(Error::decode(
+                "a batch check answered a different number of credentials",
+            ));
+        }
+        Ok(answers)
     }
 
     /// `SELECT 1` through the same pool and prepared-statement path as every call: the floor

@@ -2,16 +2,20 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod api_keys;
 mod client;
 mod config;
 mod error;
+mod status;
 mod tokens;
 
+pub use api_keys::{ApiKeyInfo, ApiKeyValidation, NewApiKey};
 pub use auth_core::{Credential, CredentialKind, FormatError};
 pub use client::AuthClient;
 pub use config::Config;
 pub use error::{Error, ErrorKind};
-pub use tokens::{TokenStatus, TokenValidation};
+pub use status::Status;
+pub use tokens::TokenValidation;
 
 /// The crates this one is built on, re-exported so that versions always match.
 pub mod reexports {

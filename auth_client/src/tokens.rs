@@ -1,69 +1,18 @@
 //! Opaque bearer tokens: issue, validate, revoke.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use auth_core::{Credential, CredentialKind};
 use postgres_types::FromSql;
 
-use crate::{AuthClient, Error};
+use crate::{AuthClient, Error, Status};
 
-/// What a token check found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TokenStatus {
-    /// The token is known, unexpired and not revoked.
-    Valid,
-    /// The token's lifetime has ended.
-    Expired,
-    /// The token was revoked.
-    Revoked,
-    /// The token is well formed but not known (never issued, or issued under another hash key).
-    Unknown,
-    /// The string is not a token: wrong prefix, length, alphabet or checksum.
-    Malformed,
-}
-
-impl TokenStatus {
-    /// The status as auth_pg spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Valid => "valid",
-            Self::Expired => "expired",
-            Self::Revoked => "revoked",
-            Self::Unknown => "unknown",
-            Self::Malformed => "malformed",
-        }
-    }
-}
-
-impl FromStr for TokenStatus {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Ok(match s {
-            "valid" => Self::Valid,
-            "expired" => Self::Expired,
-            "revoked" => Self::Revoked,
-            "unknown" => Self::Unknown,
-            "malformed" => Self::Malformed,
-            other => return Err(Error::decode(format!("unknown token status {other:?}"))),
-        })
-    }
-}
-
-impl fmt::Display for TokenStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The answer to a token check. Only a [`TokenStatus::Valid`] answer carries the token's id,
+/// The answer to a token check. Only a [`Status::Valid`] answer carries the token's id,
 /// owner, scopes, expiry and metadata.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TokenValidation {
     /// What the check found.
-    pub status: TokenStatus,
+    pub status: Status,
     /// The token's id (for revocation events and audit records).
     pub token_id: Option<i64>,
     /// The user the token was issued to.
@@ -79,7 +28,7 @@ pub struct TokenValidation {
 impl TokenValidation {
     /// Whether the token is valid.
     pub fn is_valid(&self) -> bool {
-        self.status == TokenStatus::Valid
+        self.status == Status::Valid
     }
 
     /// Whether a valid token carries `scope`.
@@ -87,7 +36,7 @@ impl TokenValidation {
         self.is_valid() && self.scopes.iter().any(|s| s == scope)
     }
 
-    fn only(status: TokenStatus) -> Self {
+    fn only(status: Status) -> Self {
         Self {
             status,
             token_id: None,
@@ -164,27 +113,16 @@ impl AuthClient {
     /// Checks a token. A malformed string is answered here without a round trip, exactly as
     /// the server would answer it. Needs the `auth_pg_validator` role.
     pub async fn validate_token(&self, token: &str) -> Result<TokenValidation, Error> {
-        if auth_core::check_format(CredentialKind::Token, token.as_bytes()).is_err() {
-            return Ok(TokenValidation::only(TokenStatus::Malformed));
-        }
-        let row = self.query_one(VALIDATE_TOKEN, &[&token]).await?;
-        let record: TokenValidationRecord = row.try_get(0)?;
-        record.try_into()
+        self.check::<TokenValidationRecord, _>(CredentialKind::Token, VALIDATE_TOKEN, token, || {
+            TokenValidation::only(Status::Malformed)
+        })
+        .await
     }
 
     /// Checks many tokens in one round trip: one answer per token, in order (at most 10 000).
     pub async fn validate_tokens(&self, tokens: &[&str]) -> Result<Vec<TokenValidation>, Error> {
-        let rows = self.query(VALIDATE_TOKENS, &[&tokens]).await?;
-        let answers = rows
-            .into_iter()
-            .map(|row| row.try_get::<_, TokenValidationRecord>(0)?.try_into())
-            .collect::<Result<Vec<TokenValidation>, Error>>()?;
-        if answers.len() != tokens.len() {
-            return Err(Error::decode(
-                "validate_tokens answered a different number of tokens",
-            ));
-        }
-        Ok(answers)
+        self.check_many::<TokenValidationRecord, _>(VALIDATE_TOKENS, tokens)
+            .await
     }
 
     /// Revokes a token; true when this call revoked it (false when it was unknown, malformed
@@ -208,29 +146,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statuses_round_trip() {
-        for status in [
-            TokenStatus::Valid,
-            TokenStatus::Expired,
-            TokenStatus::Revoked,
-            TokenStatus::Unknown,
-            TokenStatus::Malformed,
-        ] {
-            assert_eq!(
-                status.as_str().parse::<TokenStatus>().expect("known"),
-                status
-            );
-        }
-        let err = "bogus".parse::<TokenStatus>().expect_err("unknown");
-        assert!(err.to_string().contains("bogus"));
-    }
-
-    #[test]
     fn only_valid_answers_grant_scopes() {
-        let mut answer = TokenValidation::only(TokenStatus::Revoked);
+        let mut answer = TokenValidation::only(Status::Revoked);
         answer.scopes = vec!["read".into()];
         assert!(!answer.has_scope("read"));
-        answer.status = TokenStatus::Valid;
+        answer.status = Status::Valid;
         assert!(answer.has_scope("read"));
         assert!(!answer.has_scope("write"));
     }

@@ -560,7 +560,7 @@ fn rotate_api_key(
         user_id: None,
         org_id: Some(org_id),
         subject_id: Some(key_id.to_owned()),
-        detail: serde_json::json!({ "new_key_id": new_key_id, "grace_ends_at": grace_ends.to_string() }),
+        detail: serde_json::json!({ "new_key_id": new_key_id, "grace_ends_at": grace_ends }),
     });
     TableIterator::once((key, new_key_id))
 }

@@ -47,15 +47,12 @@ pub(crate) fn init() {
         GucFlags::default(),
     );
 
-    GucRegistry::define_string_guc(
-        c"auth_pg.maintenance_database",
-        c"Database the maintenance worker connects to.",
-        c"The worker runs auth_pg's periodic work (flushing API keys' last use) there; other \
-          databases can schedule the same functions with pg_cron.",
-        &MAINTENANCE_DATABASE,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
+    // A postmaster-level setting can only be defined while the postmaster loads the library;
+    // without preloading there is no maintenance worker to configure.
+    // SAFETY: a plain read of a flag PostgreSQL sets while it loads preloaded libraries.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        define_maintenance_database();
+    }
     GucRegistry::define_int_guc(
         c"auth_pg.maintenance_interval",
         c"How often the maintenance worker runs; 0 pauses it.",
@@ -71,6 +68,18 @@ pub(crate) fn init() {
     // Reserving the prefix turns a mistyped `auth_pg.*` name into an error instead of a silent
     // placeholder, and removes placeholders left by the configuration files.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"auth_pg".as_ptr()) };
+}
+
+fn define_maintenance_database() {
+    GucRegistry::define_string_guc(
+        c"auth_pg.maintenance_database",
+        c"Database the maintenance worker connects to.",
+        c"The worker runs auth_pg's periodic work (flushing API keys' last use) there; other \
+          databases can schedule the same functions with pg_cron.",
+        &MAINTENANCE_DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
 }
 
 /// The raw value of `auth_pg.hash_key_file`, borrowed from the GUC machinery: `None` when unset

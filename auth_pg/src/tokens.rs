@@ -195,7 +195,7 @@ fn issue_token(
             user_id: Some(user_id),
             org_id: None,
             subject_id: Some(token_id.to_string()),
-            detail: serde_json::json!({ "expires_at": expires_at.to_string() }),
+            detail: serde_json::json!({ "expires_at": expires_at }),
         });
     }
     token.into_secret()

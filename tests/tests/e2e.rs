@@ -2,6 +2,7 @@
 //! as non-superuser roles. One binary, so that the shared cluster starts once.
 
 mod e2e {
+    mod api_keys;
     mod hash_key;
     mod regress;
     mod tokens;

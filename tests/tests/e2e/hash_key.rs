@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use auth_client::reexports::tokio_postgres::error::SqlState;
-use auth_client::{AuthClient, Config, TokenStatus};
+use auth_client::{AuthClient, Config, Status};
 use auth_core::credential_hash;
 use auth_pg_e2e::{Cluster, ClusterOptions, TestDb, roles};
 use tokio_postgres::NoTls;
@@ -223,7 +223,7 @@ async fn an_unusable_key_file_is_an_error_and_changing_the_key_retires_old_token
             .await
             .expect("validate")
             .status,
-        TokenStatus::Valid
+        Status::Valid
     );
 
     // A new key (a new file, then a reload) reaches connections already open: tokens hashed
@@ -241,7 +241,7 @@ async fn an_unusable_key_file_is_an_error_and_changing_the_key_retires_old_token
             .await
             .expect("validate")
             .status,
-        TokenStatus::Unknown
+        Status::Unknown
     );
     let new = client(roles::ADMIN)
         .issue_token("u", HOUR, &[], None)
@@ -253,6 +253,6 @@ async fn an_unusable_key_file_is_an_error_and_changing_the_key_retires_old_token
             .await
             .expect("validate")
             .status,
-        TokenStatus::Valid
+        Status::Valid
     );
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use auth_pg_e2e::shared_cluster;
 
-const TESTS: &[&str] = &["setup", "tokens", "privileges", "search_path"];
+const TESTS: &[&str] = &["setup", "tokens", "api_keys", "privileges", "search_path"];
 
 #[test]
 fn golden_files_match() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use auth_client::reexports::tokio_postgres::error::SqlState;
 use auth_client::reexports::tokio_postgres::{AsyncMessage, NoTls};
-use auth_client::{Credential, CredentialKind, ErrorKind, TokenStatus};
+use auth_client::{Credential, CredentialKind, ErrorKind, Status};
 use auth_pg_e2e::{TestDb, roles};
 use futures_util::future::poll_fn;
 
@@ -26,7 +26,7 @@ async fn issue_validate_revoke_as_application_roles() {
         .validate_token(token.expose_secret())
         .await
         .expect("validate");
-    assert_eq!(answer.status, TokenStatus::Valid);
+    assert_eq!(answer.status, Status::Valid);
     assert_eq!(answer.user_id.as_deref(), Some("user-1"));
     assert_eq!(answer.scopes, ["read", "write"]);
     assert_eq!(answer.metadata, Some(metadata));
@@ -57,7 +57,7 @@ async fn issue_validate_revoke_as_application_roles() {
         .validate_token(token.expose_secret())
         .await
         .expect("validate");
-    assert_eq!(answer.status, TokenStatus::Revoked);
+    assert_eq!(answer.status, Status::Revoked);
     assert_eq!(answer.user_id, None);
 }
 
@@ -96,14 +96,14 @@ async fn every_status_and_batches_in_order() {
         "apgt_not-a-token",
         valid.expose_secret(),
     ];
-    let statuses: Vec<TokenStatus> = app
+    let statuses: Vec<Status> = app
         .validate_tokens(&batch)
         .await
         .expect("batch")
         .into_iter()
         .map(|a| a.status)
         .collect();
-    use TokenStatus::*;
+    use Status::*;
     assert_eq!(
         statuses,
         [Valid, Revoked, Expired, Unknown, Malformed, Valid]
@@ -148,7 +148,7 @@ async fn hostile_input_gets_an_answer_and_changes_nothing() {
                 .await
                 .expect("validate")
                 .status,
-            TokenStatus::Malformed
+            Status::Malformed
         );
         let server: String = db
             .connect(roles::VALIDATOR)
@@ -168,7 +168,7 @@ async fn hostile_input_gets_an_answer_and_changes_nothing() {
             .await
             .expect("validate")
             .status,
-        TokenStatus::Valid
+        Status::Valid
     );
 }
 
@@ -395,7 +395,7 @@ async fn concurrent_checks_and_revocations_agree() {
                     .expect("validate")
                     .status;
                 assert!(
-                    matches!(status, TokenStatus::Valid | TokenStatus::Revoked),
+                    matches!(status, Status::Valid | Status::Revoked),
                     "{status}"
                 );
                 if round % 10 == worker {
@@ -418,10 +418,7 @@ async fn concurrent_checks_and_revocations_agree() {
     let revoked_ids = db.psql("SELECT string_agg(token_id::text, ',' ORDER BY token_id) FROM auth_pg.tokens WHERE revoked_at IS NOT NULL");
     let secrets: Vec<&str> = tokens.iter().map(|t| t.expose_secret()).collect();
     for answer in app.validate_tokens(&secrets).await.expect("batch") {
-        assert!(matches!(
-            answer.status,
-            TokenStatus::Valid | TokenStatus::Revoked
-        ));
+        assert!(matches!(answer.status, Status::Valid | Status::Revoked));
     }
     let still_valid = app
         .validate_tokens(&secrets)

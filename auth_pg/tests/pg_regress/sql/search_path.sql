@@ -12,8 +12,14 @@ CREATE FUNCTION evil.always(bytea, bytea) RETURNS boolean LANGUAGE sql AS $$ SEL
 CREATE OPERATOR evil.= (LEFTARG = bytea, RIGHTARG = bytea, FUNCTION = evil.always);
 CREATE FUNCTION evil.always(text, text) RETURNS boolean LANGUAGE sql AS $$ SELECT true $$;
 CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.always);
+CREATE TABLE evil.organizations (org_id text, name text, api_keys jsonb);
+CREATE TABLE evil.api_key_lookup (key_hash bytea, org_id text, key_id text, position int);
+CREATE FUNCTION evil.jsonb_set(jsonb, text[], jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT '[]'::jsonb $$;
+CREATE FUNCTION evil.max(integer) RETURNS integer LANGUAGE sql AS $$ SELECT 0 $$;
 CREATE TEMP TABLE tokens (token_hash bytea, user_id text, revoked_at timestamptz);
 CREATE TEMP TABLE audit_events (action text);
+CREATE TEMP TABLE organizations (org_id text, name text, api_keys jsonb);
+CREATE TEMP TABLE api_key_lookup (key_hash bytea, org_id text, key_id text, position int);
 SET search_path = evil, pg_catalog, auth_pg;
 
 SELECT auth_pg.issue_token('victim', '1 hour') AS victim \gset
@@ -25,9 +31,22 @@ SELECT status FROM auth_pg.validate_token(:'victim');
 SELECT status FROM auth_pg.validate_token(:'attacker');
 SELECT auth_pg.revoke_user_tokens('nobody-at-all') AS revoked;
 SELECT status FROM auth_pg.validate_token(:'victim');
-SELECT count(*) AS shadow_rows FROM evil.tokens;
-SELECT count(*) AS temp_rows FROM pg_temp.tokens;
-SELECT action FROM auth_pg.audit_events ORDER BY event_id;
+-- The same for organizations and API keys.
+SELECT auth_pg.create_organization('victim-org', 'Victim');
+SELECT key AS victim_key, key_id AS victim_key_id FROM auth_pg.create_api_key('victim-org', 'Prod') \gset
+SELECT key AS second_key, key_id AS second_key_id FROM auth_pg.create_api_key('victim-org', 'Staging') \gset
+SELECT status, org_id, name FROM auth_pg.validate_api_key(:'victim_key');
+SELECT key_id IS NOT NULL AS rotated FROM auth_pg.rotate_api_key('victim-org', :'second_key_id', '1 hour');
+SELECT auth_pg.revoke_api_key('victim-org', :'second_key_id');
+SELECT name, status FROM auth_pg.list_api_keys('victim-org');
+SELECT status FROM auth_pg.validate_api_key(:'victim_key');
+SELECT (SELECT count(*) FROM evil.tokens) + (SELECT count(*) FROM evil.organizations)
+       + (SELECT count(*) FROM evil.api_key_lookup) AS shadow_rows;
+SELECT (SELECT count(*) FROM pg_temp.tokens) + (SELECT count(*) FROM pg_temp.organizations)
+       + (SELECT count(*) FROM pg_temp.api_key_lookup) AS temp_rows;
 RESET search_path;
+-- Every act was audited in auth_pg's table.
+SELECT action FROM auth_pg.audit_events
+WHERE user_id IN ('victim', 'attacker', 'nobody-at-all') OR org_id = 'victim-org' ORDER BY event_id;
 RESET ROLE;
 DROP SCHEMA evil CASCADE;
