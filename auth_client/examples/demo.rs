@@ -117,7 +117,68 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let revoked = admin.revoke_user_tokens("user-7").await?;
-    println!("7. revoke_user_tokens('user-7')               {revoked:>8} token(s) revoked");
+    println!("7. revoke_user_tokens('user-7')               {revoked:>8} token(s) revoked\n");
+
+    println!("API keys, kept in each organization's api_keys document\n");
+    admin.create_organization("acme", "Acme Inc").await?;
+    let key = admin
+        .create_api_key(
+            "acme",
+            "CI deploys",
+            &["deploy"],
+            None,
+            Some(&serde_json::json!({ "team": "platform" })),
+        )
+        .await?;
+    println!(
+        "8. create_api_key('acme', 'CI deploys')       -> {} (id {})",
+        key.key, key.key_id
+    );
+    let (answer, took) = timed(app.validate_api_key(key.key.expose_secret())).await?;
+    println!(
+        "9. validate_api_key(key)                     {:>8} in {} (org {:?}, scopes {:?})",
+        answer.status,
+        micros(took),
+        answer.org_id.as_deref().unwrap_or(""),
+        answer.scopes
+    );
+    let rotated = admin
+        .rotate_api_key("acme", &key.key_id, Duration::from_secs(3600))
+        .await?;
+    println!(
+        "10. rotate_api_key(key, grace '1 hour')      -> {} (id {})",
+        rotated.key, rotated.key_id
+    );
+    if let Ok(Some(payload)) = tokio::time::timeout(Duration::from_secs(5), notified.recv()).await {
+        println!("    NOTIFY auth_pg_invalidate                {payload}");
+    }
+    for (label, credential) in [("old key", &key.key), ("new key", &rotated.key)] {
+        let answer = app.validate_api_key(credential.expose_secret()).await?;
+        println!(
+            "    validate_api_key({label})                {:>8}",
+            answer.status
+        );
+    }
+    admin.revoke_api_key("acme", &rotated.key_id).await?;
+    let answer = app.validate_api_key(rotated.key.expose_secret()).await?;
+    println!(
+        "11. revoke_api_key(new key); validate        {:>8}",
+        answer.status
+    );
+    admin.flush_api_key_usage().await?;
+    for listed in admin.list_api_keys("acme").await? {
+        println!(
+            "    list_api_keys: {} {:<10} {:<8} last used {}",
+            listed.prefix,
+            listed.name,
+            listed.status,
+            if listed.last_used_at.is_some() {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+    }
     Ok(())
 }
 

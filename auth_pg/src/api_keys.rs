@@ -220,7 +220,7 @@ struct NewKey<'a> {
     name: &'a str,
     scopes: Vec<String>,
     expires_at: Option<TimestampWithTimeZone>,
-    metadata: Option<JsonB>,
+    metadata: Option<serde_json::Value>,
 }
 
 /// Adds a key to a locked organization: its lookup row and its document element. Returns the
@@ -236,26 +236,47 @@ fn add_key(
         .or_raise(function);
     let hash = hash_key::hash_credential(credential.expose_secret().as_bytes());
     let now = TimestampWithTimeZone::try_from(statement_time()).expect("a valid timestamp");
-    let position_args: [DatumWithOid; 1] = [key.org_id.into()];
-    let position: i32 = client
-        .select(
-            "SELECT coalesce(pg_catalog.max(position) OPERATOR(pg_catalog.+) 1, 0) \
-             FROM auth_pg.api_key_lookup WHERE org_id OPERATOR(pg_catalog.=) $1",
-            Some(1),
-            &position_args,
-        )
-        .and_then(|table| table.first().get_one::<i32>())
-        .ok()
-        .flatten()
-        .unwrap_or(0);
-    let args: [DatumWithOid; 10] = [
+    let args: [DatumWithOid; 9] = [
         hash.as_slice().into(),
         key.org_id.into(),
         key_id.as_str().into(),
         credential.display_prefix().into(),
         key.name.into(),
         key.scopes.clone().into(),
-        key.metadata.into(),
+        key.metadata.clone().map(JsonB).into(),
+        now.into(),
+        key.expires_at.into(),
+    ];
+    // Append the element, and learn its position from the new document (whose length is known
+    // without reading it again).
+    let position: Option<i32> = client
+        .update(
+            "UPDATE auth_pg.organizations SET \
+                 api_keys = api_keys OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_array(\
+                     pg_catalog.jsonb_build_object(\
+                         'id', $3, 'hash', pg_catalog.encode($1, 'hex'), 'prefix', $4, 'name', $5, \
+                         'scopes', pg_catalog.to_jsonb($6), 'metadata', $7, \
+                         'created_at', pg_catalog.to_jsonb($8), 'expires_at', pg_catalog.to_jsonb($9), \
+                         'revoked_at', NULL, 'last_used_at', NULL)), \
+                 updated_at = $8 \
+             WHERE org_id OPERATOR(pg_catalog.=) $2 \
+             RETURNING pg_catalog.jsonb_array_length(api_keys) OPERATOR(pg_catalog.-) 1",
+            Some(1),
+            &args,
+        )
+        .ok()
+        .and_then(|table| table.first().get_one::<i32>().ok().flatten());
+    let Some(position) = position else {
+        AuthPgError::UnknownOrganization.raise(function);
+    };
+    let args: [DatumWithOid; 10] = [
+        hash.as_slice().into(),
+        key.org_id.into(),
+        key_id.as_str().into(),
+        credential.display_prefix().into(),
+        key.name.into(),
+        key.scopes.into(),
+        key.metadata.map(JsonB).into(),
         now.into(),
         key.expires_at.into(),
         position.into(),
@@ -267,23 +288,6 @@ fn add_key(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         &args,
     );
-    let appended = run(
-        client,
-        "UPDATE auth_pg.organizations SET \
-             api_keys = api_keys OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_array(\
-                 pg_catalog.jsonb_build_object(\
-                     'id', $3, 'hash', pg_catalog.encode($1, 'hex'), 'prefix', $4, 'name', $5, \
-                     'scopes', pg_catalog.to_jsonb($6), 'metadata', $7, \
-                     'created_at', pg_catalog.to_jsonb($8), 'expires_at', pg_catalog.to_jsonb($9), \
-                     'revoked_at', NULL, 'last_used_at', NULL)), \
-             updated_at = $8 \
-         WHERE org_id OPERATOR(pg_catalog.=) $2 \
-           AND pg_catalog.jsonb_array_length(api_keys) OPERATOR(pg_catalog.=) $10",
-        &args,
-    );
-    if appended != 1 {
-        AuthPgError::DocumentOutOfStep.raise(function);
-    }
     (credential.into_secret(), key_id)
 }
 
@@ -326,7 +330,7 @@ fn create_api_key(
                 name,
                 scopes,
                 expires_at,
-                metadata,
+                metadata: metadata.map(|m| m.0),
             },
             FUNCTION,
         )
@@ -424,24 +428,21 @@ fn set_document_field(
     function: &'static str,
 ) {
     let path = vec![position.to_string(), field.to_owned()];
-    let args: [DatumWithOid; 5] = [
-        org_id.into(),
-        key_id.into(),
-        position.into(),
-        path.into(),
-        value.into(),
-    ];
-    let updated = run(
-        client,
-        "UPDATE auth_pg.organizations SET \
-             api_keys = pg_catalog.jsonb_set(api_keys, $4, pg_catalog.to_jsonb($5)), \
-             updated_at = $5 \
-         WHERE org_id OPERATOR(pg_catalog.=) $1 \
-           AND (api_keys OPERATOR(pg_catalog.->) $3) OPERATOR(pg_catalog.->>) 'id' \
-               OPERATOR(pg_catalog.=) $2",
-        &args,
-    );
-    if updated != 1 {
+    let args: [DatumWithOid; 4] = [org_id.into(), position.into(), path.into(), value.into()];
+    // Check on the new document (already in memory) that the element changed is the key's.
+    let changed: Option<String> = client
+        .update(
+            "UPDATE auth_pg.organizations SET \
+                 api_keys = pg_catalog.jsonb_set(api_keys, $3, pg_catalog.to_jsonb($4)), \
+                 updated_at = $4 \
+             WHERE org_id OPERATOR(pg_catalog.=) $1 \
+             RETURNING (api_keys OPERATOR(pg_catalog.->) $2) OPERATOR(pg_catalog.->>) 'id'",
+            Some(1),
+            &args,
+        )
+        .ok()
+        .and_then(|table| table.first().get_one::<String>().ok().flatten());
+    if changed.as_deref() != Some(key_id) {
         AuthPgError::DocumentOutOfStep.raise(function);
     }
 }
@@ -545,7 +546,7 @@ fn rotate_api_key(
                 name: &name,
                 scopes: scopes.unwrap_or_default(),
                 expires_at,
-                metadata,
+                metadata: metadata.map(|m| m.0),
             },
             FUNCTION,
         )

@@ -14,6 +14,8 @@ use bytes::Bytes;
 use futures_util::SinkExt;
 use tokio_postgres::NoTls;
 
+pub mod api_keys;
+pub mod load;
 pub mod stats;
 
 /// The database the benchmarks run in.

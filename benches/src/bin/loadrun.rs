@@ -2,78 +2,24 @@
 //! in the same run, in interleaved rounds so that drift affects every workload alike.
 //!
 //! ```text
-//! cargo run --release -p auth_pg_benches --bin loadrun -- [--seconds 10] [--rounds 3] [--redis]
+//! cargo run --release -p auth_pg_benches --bin loadrun -- tokens   [--seconds 10] [--rounds 3] [--redis]
+//! cargo run --release -p auth_pg_benches --bin loadrun -- api_keys [--seconds 10] [--rounds 3]
 //! ```
 //!
-//! Prints a Markdown table for BENCHMARKS.md. `AUTH_PG_BENCH_TOKENS` sets the number of stored
-//! tokens (default 1 000 000). `--redis` adds a Redis GET of a cached answer, the cache that the
-//! usual advice puts in front of the database (needs `redis-server`).
+//! Prints Markdown tables for BENCHMARKS.md. `AUTH_PG_BENCH_TOKENS` sets the number of stored
+//! tokens (default 1 000 000), `AUTH_PG_BENCH_ORGS` the organizations of the API key run
+//! (default 200 000, five keys each). `--redis` adds a Redis GET of a cached answer, the cache
+//! that the usual advice puts in front of the database (needs `redis-server`).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auth_client::AuthClient;
-use auth_pg_benches::stats::{Summary, median};
-use auth_pg_benches::{Picker, TokenBench, plain_sql_check, token_count};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Workload {
-    SelectOne,
-    RedisGet,
-    PlainSql,
-    ValidateToken,
-}
-
-impl Workload {
-    fn name(self) -> &'static str {
-        match self {
-            Self::SelectOne => "`SELECT 1` (same pool)",
-            Self::RedisGet => "Redis GET of a cached answer",
-            Self::PlainSql => "plain SQL: pgcrypto `digest` + B-tree",
-            Self::ValidateToken => "`auth_pg.validate_token`",
-        }
-    }
-}
-
-struct Options {
-    only: Option<String>,
-    seconds: u64,
-    rounds: usize,
-    redis: bool,
-    callers: Vec<usize>,
-}
-
-fn options() -> Options {
-    let mut options = Options {
-        only: None,
-        seconds: 10,
-        rounds: 3,
-        redis: false,
-        callers: vec![1, 8],
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().expect("a value after the flag");
-        match arg.as_str() {
-            "--seconds" => options.seconds = value().parse().expect("seconds"),
-            "--rounds" => options.rounds = value().parse().expect("rounds"),
-            "--callers" => {
-                options.callers = value()
-                    .split(',')
-                    .map(|c| c.parse().expect("callers"))
-                    .collect()
-            }
-            "--redis" => options.redis = true,
-            // For profiling: run one workload only (select_1, plain_sql, validate_token).
-            "--only" => options.only = Some(value()),
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    options
-}
+use auth_pg_benches::api_keys::{ApiKeyBench, fetch_all_and_scan, plain_jsonb_lookup};
+use auth_pg_benches::load::{Plan, Workload, machine, run_and_report};
+use auth_pg_benches::stats::median;
+use auth_pg_benches::{TokenBench, plain_sql_check, token_count};
 
 /// A throwaway redis-server on a Unix socket, holding one cached answer per token.
 struct Redis {
@@ -151,184 +97,220 @@ fn cache_key(token: &str) -> String {
         .collect()
 }
 
-async fn call(
-    workload: Workload,
-    client: &AuthClient,
-    redis: Option<&mut redis::aio::MultiplexedConnection>,
-    token: &str,
-) {
-    match workload {
-        Workload::SelectOne => client.ping().await.expect("ping"),
-        Workload::PlainSql => assert!(plain_sql_check(client, token).await.expect("plain")),
-        Workload::ValidateToken => {
-            assert!(
-                client
-                    .validate_token(token)
-                    .await
-                    .expect("validate")
-                    .is_valid()
-            )
-        }
-        Workload::RedisGet => {
-            let connection = redis.expect("a redis connection");
-            let value: Option<String> = redis::cmd("GET")
-                .arg(cache_key(token))
-                .query_async(connection)
-                .await
-                .expect("GET");
-            assert!(value.is_some());
-        }
-    }
-}
-
-async fn run(
-    workload: Workload,
-    callers: usize,
-    seconds: u64,
-    client: &AuthClient,
-    redis: &[redis::aio::MultiplexedConnection],
-    tokens: &Arc<Vec<String>>,
-    seed: u64,
-) -> Summary {
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs(seconds);
-    let tasks: Vec<_> = (0..callers)
-        .map(|caller| {
-            let client = client.clone();
-            let tokens = tokens.clone();
-            let mut redis = redis.get(caller).cloned();
-            tokio::spawn(async move {
-                let mut picker = Picker::new(seed * 1000 + caller as u64);
-                let mut latencies = Vec::with_capacity(200_000);
-                while Instant::now() < deadline {
-                    let token = &tokens[picker.below(tokens.len())];
-                    let begin = Instant::now();
-                    call(workload, &client, redis.as_mut(), token).await;
-                    latencies.push(begin.elapsed());
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.expect("caller"));
-    }
-    Summary::of(latencies, start.elapsed())
-}
-
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cores} cores ({model})")
-}
-
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let options = options();
+async fn tokens(plan: &Plan, redis: bool) {
     let n = token_count();
     eprintln!("loading {n} tokens...");
     let bench = TokenBench::setup(n).await;
     let client = bench.client(8).await;
     let tokens = Arc::new(bench.tokens.clone());
-    let (_redis, redis_connections) = if options.redis {
-        let (redis, connections) = Redis::start(&tokens).await;
-        (Some(redis), connections)
-    } else {
-        (None, Vec::new())
-    };
     let server_version = bench.cluster.psql("postgres", "SHOW server_version");
+    let pick = |tokens: &Arc<Vec<String>>, random: usize| tokens[random % tokens.len()].clone();
 
-    let mut workloads = vec![
-        Workload::SelectOne,
-        Workload::PlainSql,
-        Workload::ValidateToken,
-    ];
-    if options.redis {
-        workloads.insert(1, Workload::RedisGet);
-    }
-    if let Some(only) = &options.only {
-        let keep = match only.as_str() {
-            "select_1" => Workload::SelectOne,
-            "plain_sql" => Workload::PlainSql,
-            "validate_token" => Workload::ValidateToken,
-            other => panic!("unknown workload {other}"),
-        };
-        workloads.retain(|&w| w == keep || w == Workload::SelectOne);
-    }
-    let mut results: BTreeMap<(usize, Workload), Vec<Summary>> = BTreeMap::new();
-    for round in 0..options.rounds {
-        for &callers in &options.callers {
-            for &workload in &workloads {
-                let summary = run(
-                    workload,
-                    callers,
-                    options.seconds,
-                    &client,
-                    &redis_connections,
-                    &tokens,
-                    round as u64,
+    let mut workloads = vec![Workload::new("SELECT 1", {
+        let client = client.clone();
+        move |_, _| {
+            let client = client.clone();
+            async move { client.ping().await.expect("ping") }
+        }
+    })];
+    let _redis = if redis {
+        let (redis, connections) = Redis::start(&tokens).await;
+        let connections = Arc::new(connections);
+        let tokens = tokens.clone();
+        workloads.push(Workload::new(
+            "Redis GET of a cached answer",
+            move |caller, random| {
+                let mut connection = connections[caller % connections.len()].clone();
+                let token = pick(&tokens, random);
+                async move {
+                    let value: Option<String> = redis::cmd("GET")
+                        .arg(cache_key(&token))
+                        .query_async(&mut connection)
+                        .await
+                        .expect("GET");
+                    assert!(value.is_some());
+                }
+            },
+        ));
+        Some(redis)
+    } else {
+        None
+    };
+    workloads.push(Workload::new("plain SQL: pgcrypto `digest` + B-tree", {
+        let (client, tokens) = (client.clone(), tokens.clone());
+        move |_, random| {
+            let (client, token) = (client.clone(), pick(&tokens, random));
+            async move { assert!(plain_sql_check(&client, &token).await.expect("plain")) }
+        }
+    }));
+    workloads.push(Workload::new("`auth_pg.validate_token`", {
+        let (client, tokens) = (client.clone(), tokens.clone());
+        move |_, random| {
+            let (client, token) = (client.clone(), pick(&tokens, random));
+            async move {
+                assert!(
+                    client
+                        .validate_token(&token)
+                        .await
+                        .expect("validate")
+                        .is_valid()
                 )
-                .await;
-                eprintln!(
-                    "round {round}: {:<40} {callers} callers: {:>9.0}/s p50 {:>6.1} µs p99 {:>6.1} µs",
-                    workload.name(),
-                    summary.per_second,
-                    summary.p50.as_secs_f64() * 1e6,
-                    summary.p99.as_secs_f64() * 1e6
-                );
-                results
-                    .entry((callers, workload))
-                    .or_default()
-                    .push(summary);
             }
         }
-    }
+    }));
 
     println!(
         "{n} tokens stored; {} rounds of {} s per workload, interleaved; medians of the rounds.",
-        options.rounds, options.seconds
+        plan.rounds, plan.seconds
     );
     println!(
         "Machine: {}; PostgreSQL {server_version}; Unix socket; auth_client pool of 8.\n",
         machine()
     );
-    println!("| check | callers | calls/s | × `SELECT 1` | p50 | p99 |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for &callers in &options.callers {
-        let rate = |w: Workload| {
-            let mut rates: Vec<f64> = results[&(callers, w)]
-                .iter()
-                .map(|s| s.per_second)
-                .collect();
-            median(&mut rates)
-        };
-        let floor = rate(Workload::SelectOne);
-        for &workload in &workloads {
-            let summaries = &results[&(callers, workload)];
-            let mut p50: Vec<f64> = summaries
-                .iter()
-                .map(|s| s.p50.as_secs_f64() * 1e6)
-                .collect();
-            let mut p99: Vec<f64> = summaries
-                .iter()
-                .map(|s| s.p99.as_secs_f64() * 1e6)
-                .collect();
+    run_and_report(&workloads, plan).await;
+}
+
+async fn api_keys(plan: &Plan) {
+    let bench = ApiKeyBench::setup().await;
+    let server_version = bench.cluster.psql("postgres", "SHOW server_version");
+    let large = bench.client_large(8).await;
+    let small = bench.client_small(8).await;
+    let shapes = [
+        (
+            "1M keys in 200k organizations",
+            large.clone(),
+            Arc::new(bench.spread_keys.clone()),
+        ),
+        (
+            "an organization's only key",
+            large.clone(),
+            Arc::new(vec![bench.single_key.clone()]),
+        ),
+        (
+            "10k keys in one organization",
+            large.clone(),
+            Arc::new(bench.big_org_keys.clone()),
+        ),
+        (
+            "10k keys in 10k organizations",
+            small.clone(),
+            Arc::new(bench.small_keys.clone()),
+        ),
+    ];
+
+    let mut workloads = vec![Workload::new("SELECT 1", {
+        let client = large.clone();
+        move |_, _| {
+            let client = client.clone();
+            async move { client.ping().await.expect("ping") }
+        }
+    })];
+    for (label, client, keys) in shapes.iter().cloned() {
+        workloads.push(Workload::new(
+            format!("`validate_api_key`, {label}"),
+            move |_, random| {
+                let (client, key) = (client.clone(), keys[random % keys.len()].clone());
+                async move {
+                    assert!(
+                        client
+                            .validate_api_key(&key)
+                            .await
+                            .expect("validate")
+                            .is_valid()
+                    )
+                }
+            },
+        ));
+    }
+    for (label, client, keys) in [shapes[0].clone(), shapes[2].clone()] {
+        let hashes = Arc::new(bench.hex_hashes(&keys));
+        workloads.push(Workload::new(
+            format!("plain `@>` + `jsonb_path_ops` GIN, {label}"),
+            move |_, random| {
+                let (client, hash) = (client.clone(), hashes[random % hashes.len()].clone());
+                async move { assert!(plain_jsonb_lookup(&client, &hash).await.expect("plain")) }
+            },
+        ));
+    }
+    {
+        let (client, keys) = (small.clone(), Arc::new(bench.hex_hashes(&bench.small_keys)));
+        workloads.push(Workload::new(
+            "fetch all 10k organizations and scan",
+            move |_, random| {
+                let (client, hash) = (client.clone(), keys[random % keys.len()].clone());
+                async move { assert!(fetch_all_and_scan(&client, &hash).await.expect("scan")) }
+            },
+        ));
+    }
+
+    println!(
+        "API keys: {} in {} organizations of five, plus one organization with one key and one \
+         with 10 000, in one database; 10 000 organizations of one key in another. {} rounds of \
+         {} s per workload, interleaved; medians of the rounds.",
+        bench.spread_keys.len() + 1 + bench.big_org_keys.len(),
+        bench.spread_keys.len() / 5,
+        plan.rounds,
+        plan.seconds
+    );
+    println!(
+        "Machine: {}; PostgreSQL {server_version}; Unix socket; auth_client pool of 8.\n",
+        machine()
+    );
+    run_and_report(&workloads, plan).await;
+
+    // What a change costs in a small organization and in one holding 10 000 keys, without the
+    // baseline's GIN index (which every document change would also have to update).
+    bench.cluster.psql(
+        auth_pg_benches::api_keys::LARGE,
+        "DROP INDEX auth_pg.organizations_api_keys_path_ops",
+    );
+    println!("\n| change | organization | median | p90 |\n|---|---|---:|---:|");
+    for (label, org) in [
+        ("one key", bench.single_org.as_str()),
+        ("10 000 keys", bench.big_org.as_str()),
+    ] {
+        let mut create = Vec::new();
+        let mut revoke = Vec::new();
+        for _ in 0..30 {
+            let start = Instant::now();
+            let key = bench
+                .admin
+                .create_api_key(org, "bench", &[], None, None)
+                .await
+                .expect("create");
+            create.push(start.elapsed().as_secs_f64() * 1e3);
+            let start = Instant::now();
+            assert!(
+                bench
+                    .admin
+                    .revoke_api_key(org, &key.key_id)
+                    .await
+                    .expect("revoke")
+            );
+            revoke.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        for (change, mut times) in [("create_api_key", create), ("revoke_api_key", revoke)] {
+            times.sort_by(f64::total_cmp);
+            let p90 = times[times.len() * 9 / 10];
             println!(
-                "| {} | {callers} | {:.0} | {:.2} | {:.0} µs | {:.0} µs |",
-                workload.name(),
-                rate(workload),
-                rate(workload) / floor,
-                median(&mut p50),
-                median(&mut p99)
+                "| `{change}` | {label} | {:.2} ms | {p90:.2} ms |",
+                median(&mut times)
             );
         }
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let (plan, rest) = Plan::from_args();
+    let redis = rest.iter().any(|a| a == "--redis");
+    match rest
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .map(String::as_str)
+    {
+        Some("tokens") | None => tokens(&plan, redis).await,
+        Some("api_keys") => api_keys(&plan).await,
+        Some(other) => panic!("unknown suite {other}: tokens or api_keys"),
     }
 }

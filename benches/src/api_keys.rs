@@ -1,0 +1,300 @@
+//! Set-up for the API key benchmarks: organizations in two databases, loaded in bulk through
+//! the same path a restore takes (COPY into `auth_pg.organizations`; the trigger builds the
+//! lookup rows), and the two ways applications look keys up without auth_pg.
+//!
+//! - `keys_1m`: `AUTH_PG_BENCH_ORGS` organizations (default 200 000) of five keys each, one
+//!   organization with a single key and one with 10 000, and a `jsonb_path_ops` GIN index on
+//!   the documents for the plain `@>` baseline.
+//! - `keys_10k`: 10 000 organizations of one key each, for the fetch-all-and-scan baseline.
+
+use std::time::Duration;
+
+use auth_client::{AuthClient, Config, Credential, CredentialKind};
+use auth_core::HashKey;
+use auth_pg_e2e::{Cluster, roles};
+use bytes::Bytes;
+use futures_util::SinkExt;
+use tokio_postgres::NoTls;
+
+use crate::bench_cluster;
+
+/// The database with a million keys.
+pub const LARGE: &str = "keys_1m";
+/// The database with ten thousand organizations.
+pub const SMALL: &str = "keys_10k";
+
+/// Keys stored for the benchmarks, in clear, by shape.
+pub struct ApiKeyBench {
+    /// The cluster (stopped when dropped).
+    pub cluster: Cluster,
+    /// An administrator client on `keys_1m`.
+    pub admin: AuthClient,
+    /// Keys of the organizations of five.
+    pub spread_keys: Vec<String>,
+    /// The organization with one key, and the key.
+    pub single_org: String,
+    /// The single key.
+    pub single_key: String,
+    /// The organization with 10 000 keys.
+    pub big_org: String,
+    /// Its keys.
+    pub big_org_keys: Vec<String>,
+    /// The keys of `keys_10k`.
+    pub small_keys: Vec<String>,
+    key: Option<HashKey>,
+}
+
+fn organizations() -> usize {
+    std::env::var("AUTH_PG_BENCH_ORGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000)
+}
+
+fn new_keys(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            Credential::generate(CredentialKind::ApiKey)
+                .expect("random")
+                .into_secret()
+        })
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One organization's document, as auth_pg writes it.
+fn document(key: Option<&HashKey>, org: &str, keys: &[String]) -> String {
+    let elements: Vec<serde_json::Value> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            serde_json::json!({
+                "id": format!("key_{org}_{i}"),
+                "hash": hex(&auth_core::credential_hash(key, k.as_bytes())),
+                "prefix": &k[..12],
+                "name": format!("key {i}"),
+                "scopes": ["read", "write"],
+                "metadata": { "env": "prod" },
+                "created_at": "2026-01-01T00:00:00+00:00",
+                "expires_at": null,
+                "revoked_at": null,
+                "last_used_at": null,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(elements).to_string()
+}
+
+async fn connect(cluster: &Cluster, db: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&cluster.url(roles::SUPERUSER, db), NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// COPYs organizations (id, documents) into `db`; the trigger builds their lookup rows.
+async fn load(client: &tokio_postgres::Client, rows: impl Iterator<Item = (String, String)>) {
+    let sink = client
+        .copy_in::<_, Bytes>("COPY auth_pg.organizations (org_id, name, api_keys) FROM STDIN")
+        .await
+        .expect("COPY");
+    futures_util::pin_mut!(sink);
+    let mut buffer = String::new();
+    for (org, doc) in rows {
+        // Documents hold no tab, newline or backslash, so they need no COPY escaping.
+        buffer.push_str(&format!("{org}\tOrganization {org}\t{doc}\n"));
+        if buffer.len() > 1 << 20 {
+            sink.send(Bytes::from(std::mem::take(&mut buffer)))
+                .await
+                .expect("COPY data");
+        }
+    }
+    sink.send(Bytes::from(buffer)).await.expect("COPY data");
+    sink.close().await.expect("COPY end");
+}
+
+async fn finish(client: &tokio_postgres::Client) {
+    for statement in [
+        "CREATE INDEX organizations_api_keys_path_ops ON auth_pg.organizations USING gin (api_keys jsonb_path_ops)",
+        "GRANT SELECT ON auth_pg.organizations TO app_validator",
+        "VACUUM ANALYZE auth_pg.organizations",
+        "VACUUM ANALYZE auth_pg.api_key_lookup",
+        "CREATE EXTENSION pg_prewarm",
+        "SELECT pg_prewarm(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname IN ('auth_pg', 'pg_toast') AND c.relkind IN ('r', 'i', 't')",
+    ] {
+        client.batch_execute(statement).await.expect(statement);
+    }
+}
+
+impl ApiKeyBench {
+    /// Starts a cluster and loads both databases.
+    pub async fn setup() -> Self {
+        let cluster = bench_cluster();
+        let key = cluster.hash_key();
+        let orgs = organizations();
+
+        cluster.create_database(LARGE);
+        let large = connect(&cluster, LARGE).await;
+        let spread_keys = new_keys(orgs * 5);
+        let single_key = new_keys(1);
+        let big_org_keys = new_keys(10_000);
+        eprintln!(
+            "loading {} keys in {} organizations...",
+            spread_keys.len(),
+            orgs
+        );
+        let started = std::time::Instant::now();
+        load(
+            &large,
+            spread_keys.chunks(5).enumerate().map(|(i, keys)| {
+                (
+                    format!("org{i}"),
+                    document(key.as_ref(), &format!("org{i}"), keys),
+                )
+            }),
+        )
+        .await;
+        load(
+            &large,
+            [
+                (
+                    "single".to_owned(),
+                    document(key.as_ref(), "single", &single_key),
+                ),
+                (
+                    "big".to_owned(),
+                    document(key.as_ref(), "big", &big_org_keys),
+                ),
+            ]
+            .into_iter(),
+        )
+        .await;
+        eprintln!(
+            "loaded in {:.0} s (through the sync trigger)",
+            started.elapsed().as_secs_f64()
+        );
+        finish(&large).await;
+
+        cluster.create_database(SMALL);
+        let small = connect(&cluster, SMALL).await;
+        let small_keys = new_keys(10_000);
+        load(
+            &small,
+            small_keys.iter().enumerate().map(|(i, k)| {
+                let org = format!("org{i}");
+                let doc = document(key.as_ref(), &org, std::slice::from_ref(k));
+                (org, doc)
+            }),
+        )
+        .await;
+        finish(&small).await;
+
+        let admin = AuthClient::new(
+            Config::from_url(&cluster.url(roles::ADMIN, LARGE))
+                .expect("url")
+                .pool_size(1),
+        )
+        .expect("client");
+        Self {
+            cluster,
+            admin,
+            spread_keys,
+            single_org: "single".into(),
+            single_key: single_key.into_iter().next().expect("one key"),
+            big_org: "big".into(),
+            big_org_keys,
+            small_keys,
+            key,
+        }
+    }
+
+    async fn client(&self, db: &str, pool_size: usize, probe: &str) -> AuthClient {
+        let mut config = Config::from_url(&self.cluster.url(roles::VALIDATOR, db)).expect("url");
+        config
+            .pool_size(pool_size)
+            .wait_timeout(Some(Duration::from_secs(30)));
+        let client = AuthClient::new(&config).expect("client");
+        let mut warm = Vec::new();
+        for _ in 0..pool_size {
+            let (client, probe) = (client.clone(), probe.to_owned());
+            warm.push(tokio::spawn(async move {
+                for _ in 0..20 {
+                    client.ping().await.expect("ping");
+                    assert!(
+                        client
+                            .validate_api_key(&probe)
+                            .await
+                            .expect("validate")
+                            .is_valid()
+                    );
+                }
+            }));
+        }
+        for task in warm {
+            task.await.expect("warm-up");
+        }
+        client
+    }
+
+    /// A validator client on `keys_1m`, connections opened and statements prepared.
+    pub async fn client_large(&self, pool_size: usize) -> AuthClient {
+        self.client(LARGE, pool_size, &self.single_key).await
+    }
+
+    /// A validator client on `keys_10k`.
+    pub async fn client_small(&self, pool_size: usize) -> AuthClient {
+        self.client(SMALL, pool_size, &self.small_keys[0]).await
+    }
+
+    /// The hex hashes stored for `keys`, as the baselines look them up.
+    pub fn hex_hashes(&self, keys: &[String]) -> Vec<String> {
+        keys.iter()
+            .map(|k| hex(&auth_core::credential_hash(self.key.as_ref(), k.as_bytes())))
+            .collect()
+    }
+}
+
+/// The plain-SQL lookup applications write: `@>` on the documents (with a `jsonb_path_ops`
+/// GIN index), then the matching element. Returns whether a valid key was found.
+pub async fn plain_jsonb_lookup(
+    client: &AuthClient,
+    hash: &str,
+) -> Result<bool, auth_client::Error> {
+    let connection = client.pool().get().await?;
+    let statement = connection
+        .prepare_cached(
+            "SELECT o.org_id, e.value FROM auth_pg.organizations o, jsonb_array_elements(o.api_keys) e \
+             WHERE o.api_keys @> jsonb_build_array(jsonb_build_object('hash', $1::text)) \
+               AND e.value->>'hash' = $1 AND e.value->>'revoked_at' IS NULL",
+        )
+        .await?;
+    Ok(connection.query_opt(&statement, &[&hash]).await?.is_some())
+}
+
+/// What applications do without an index: fetch every organization's keys and scan them.
+pub async fn fetch_all_and_scan(
+    client: &AuthClient,
+    hash: &str,
+) -> Result<bool, auth_client::Error> {
+    let connection = client.pool().get().await?;
+    let statement = connection
+        .prepare_cached("SELECT org_id, api_keys FROM auth_pg.organizations")
+        .await?;
+    let rows = connection.query(&statement, &[]).await?;
+    Ok(rows.iter().any(|row| {
+        let keys: serde_json::Value = row.get(1);
+        keys.as_array().is_some_and(|keys| {
+            keys.iter().any(|k| {
+                k.get("hash").and_then(serde_json::Value::as_str) == Some(hash)
+                    && k.get("revoked_at").is_none_or(serde_json::Value::is_null)
+            })
+        })
+    }))
+}
