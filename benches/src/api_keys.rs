@@ -7,6 +7,7 @@
 //!   the documents for the plain `@>` baseline.
 //! - `keys_10k`: 10 000 organizations of one key each, for the fetch-all-and-scan baseline.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use auth_client::{AuthClient, Config, Credential, CredentialKind};
@@ -17,6 +18,7 @@ use futures_util::SinkExt;
 use tokio_postgres::NoTls;
 
 use crate::bench_cluster;
+use crate::load::Workload;
 
 /// The database with a million keys.
 pub const LARGE: &str = "keys_1m";
@@ -297,4 +299,66 @@ pub async fn fetch_all_and_scan(
             })
         })
     }))
+}
+
+/// The API key workloads, `SELECT 1` first: `validate_api_key` in each shape, the plain `@>`
+/// query in the spread and the concentrated shape, and fetch-all-and-scan over 10 000
+/// organizations. `large` and `small` are validator clients on the two databases.
+pub fn workloads(bench: &ApiKeyBench, large: &AuthClient, small: &AuthClient) -> Vec<Workload> {
+    let shapes = [
+        (
+            "1M keys in 200k organizations",
+            large,
+            Arc::new(bench.spread_keys.clone()),
+        ),
+        (
+            "an organization's only key",
+            large,
+            Arc::new(vec![bench.single_key.clone()]),
+        ),
+        (
+            "10k keys in one organization",
+            large,
+            Arc::new(bench.big_org_keys.clone()),
+        ),
+        (
+            "10k keys in 10k organizations",
+            small,
+            Arc::new(bench.small_keys.clone()),
+        ),
+    ];
+    let mut workloads = vec![crate::select_one(large)];
+    for (label, client, keys) in shapes.iter().cloned() {
+        let client = client.clone();
+        workloads.push(Workload::new(
+            format!("`validate_api_key`, {label}"),
+            move |_, random| {
+                let (client, key) = (client.clone(), keys[random % keys.len()].clone());
+                async move {
+                    let validation = client.validate_api_key(&key).await.expect("validate");
+                    assert!(validation.is_valid());
+                }
+            },
+        ));
+    }
+    for (label, client, keys) in [shapes[0].clone(), shapes[2].clone()] {
+        let client = client.clone();
+        let hashes = Arc::new(bench.hex_hashes(&keys));
+        workloads.push(Workload::new(
+            format!("plain `@>` + `jsonb_path_ops` GIN, {label}"),
+            move |_, random| {
+                let (client, hash) = (client.clone(), hashes[random % hashes.len()].clone());
+                async move { assert!(plain_jsonb_lookup(&client, &hash).await.expect("plain")) }
+            },
+        ));
+    }
+    let (client, hashes) = (small.clone(), Arc::new(bench.hex_hashes(&bench.small_keys)));
+    workloads.push(Workload::new(
+        "fetch all 10k organizations and scan",
+        move |_, random| {
+            let (client, hash) = (client.clone(), hashes[random % hashes.len()].clone());
+            async move { assert!(fetch_all_and_scan(&client, &hash).await.expect("scan")) }
+        },
+    ));
+    workloads
 }

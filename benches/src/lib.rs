@@ -6,6 +6,7 @@
 //! `SELECT 1` through the same pool (the floor of any round trip) and the plain SQL a user would
 //! write instead.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use auth_client::{AuthClient, Config, Credential, CredentialKind};
@@ -14,7 +15,10 @@ use bytes::Bytes;
 use futures_util::SinkExt;
 use tokio_postgres::NoTls;
 
+use crate::load::Workload;
+
 pub mod api_keys;
+pub mod criterion_groups;
 pub mod load;
 pub mod stats;
 
@@ -176,6 +180,42 @@ pub async fn plain_sql_check(client: &AuthClient, token: &str) -> Result<bool, a
     let statement = connection.prepare_cached(PLAIN_SQL_CHECK).await?;
     let row = connection.query_opt(&statement, &[&token]).await?;
     Ok(row.is_some_and(|r| r.get::<_, bool>(3)))
+}
+
+/// `SELECT 1` through `client`'s pool: the floor of any round trip, the baseline of every
+/// table.
+pub fn select_one(client: &AuthClient) -> Workload {
+    let client = client.clone();
+    Workload::new("SELECT 1", move |_, _| {
+        let client = client.clone();
+        async move { client.ping().await.expect("ping") }
+    })
+}
+
+/// The token workloads: `SELECT 1`, the plain SQL, `validate_token`, each on a random stored
+/// token.
+pub fn token_workloads(client: &AuthClient, tokens: Arc<Vec<String>>) -> Vec<Workload> {
+    let pick = |tokens: &Arc<Vec<String>>, random: usize| tokens[random % tokens.len()].clone();
+    vec![
+        select_one(client),
+        Workload::new("plain SQL: pgcrypto `digest` + B-tree", {
+            let (client, tokens) = (client.clone(), tokens.clone());
+            move |_, random| {
+                let (client, token) = (client.clone(), pick(&tokens, random));
+                async move { assert!(plain_sql_check(&client, &token).await.expect("plain")) }
+            }
+        }),
+        Workload::new("`auth_pg.validate_token`", {
+            let client = client.clone();
+            move |_, random| {
+                let (client, token) = (client.clone(), pick(&tokens, random));
+                async move {
+                    let validation = client.validate_token(&token).await.expect("validate");
+                    assert!(validation.is_valid());
+                }
+            }
+        }),
+    ]
 }
 
 /// A small, fast, deterministic generator for picking requests (xorshift64*).

@@ -38,6 +38,11 @@ impl Workload {
         &self.name
     }
 
+    /// One call, as caller `caller` with the random number `random`.
+    pub fn call(&self, caller: usize, random: usize) -> impl Future<Output = ()> + Send + 'static {
+        (self.call)(caller, random)
+    }
+
     async fn run(&self, callers: usize, duration: Duration, seed: u64) -> Summary {
         let start = Instant::now();
         let deadline = start + duration;
