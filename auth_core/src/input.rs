@@ -91,6 +91,9 @@ pub enum InputError {
         /// The maximum, in seconds.
         max_seconds: i64,
     },
+    /// An idle timeout is longer than the absolute timeout it must fit in.
+    #[error("idle_timeout must not be longer than absolute_timeout")]
+    IdleLongerThanAbsolute,
     /// A JSON argument is not a JSON object.
     #[error("{argument} must be a JSON object")]
     NotAnObject {
@@ -214,6 +217,22 @@ pub fn check_lifetime(
         });
     }
     Ok(interval)
+}
+
+/// Checks a session's timeouts: both positive, the idle one no longer than the absolute one,
+/// and the absolute one at most `max_seconds` (the setting `setting`).
+pub fn check_session_timeouts(
+    idle_timeout: Option<IntervalParts>,
+    absolute_timeout: Option<IntervalParts>,
+    setting: &'static str,
+    max_seconds: i64,
+) -> Result<(IntervalParts, IntervalParts), InputError> {
+    let idle = check_lifetime("idle_timeout", idle_timeout, setting, max_seconds)?;
+    let absolute = check_lifetime("absolute_timeout", absolute_timeout, setting, max_seconds)?;
+    if idle.comparable_micros() > absolute.comparable_micros() {
+        return Err(InputError::IdleLongerThanAbsolute);
+    }
+    Ok((idle, absolute))
 }
 
 #[cfg(test)]
@@ -399,6 +418,64 @@ mod tests {
         assert_eq!(
             check_lifetime("ttl", Some(exactly_a_day), "s", day_seconds),
             Ok(exactly_a_day)
+        );
+    }
+
+    #[test]
+    fn session_timeouts() {
+        let hours = |h: i64| IntervalParts {
+            months: 0,
+            days: 0,
+            micros: h * 3_600_000_000,
+        };
+        let max = 365 * 86_400;
+        let setting = "auth_pg.max_session_lifetime";
+        assert_eq!(
+            check_session_timeouts(Some(hours(1)), Some(hours(24)), setting, max),
+            Ok((hours(1), hours(24)))
+        );
+        // Equal timeouts are allowed: a session that ends after its first idle period.
+        assert!(check_session_timeouts(Some(hours(2)), Some(hours(2)), setting, max).is_ok());
+        assert_eq!(
+            check_session_timeouts(Some(hours(25)), Some(hours(24)), setting, max),
+            Err(InputError::IdleLongerThanAbsolute)
+        );
+        // One day of calendar days is longer than 23 hours.
+        let one_day = IntervalParts {
+            months: 0,
+            days: 1,
+            micros: 0,
+        };
+        assert_eq!(
+            check_session_timeouts(Some(one_day), Some(hours(23)), setting, max),
+            Err(InputError::IdleLongerThanAbsolute)
+        );
+        for (idle, absolute, argument) in [
+            (None, Some(hours(1)), "idle_timeout"),
+            (Some(hours(1)), None, "absolute_timeout"),
+        ] {
+            assert_eq!(
+                check_session_timeouts(idle, absolute, setting, max),
+                Err(InputError::Null { argument })
+            );
+        }
+        for (idle, absolute, argument) in [
+            (hours(0), hours(1), "idle_timeout"),
+            (hours(-1), hours(1), "idle_timeout"),
+            (hours(1), hours(0), "absolute_timeout"),
+        ] {
+            assert_eq!(
+                check_session_timeouts(Some(idle), Some(absolute), setting, max),
+                Err(InputError::NotPositive { argument })
+            );
+        }
+        assert_eq!(
+            check_session_timeouts(Some(hours(1)), Some(hours(366 * 24)), setting, max),
+            Err(InputError::TooLongInterval {
+                argument: "absolute_timeout",
+                setting,
+                max_seconds: max
+            })
         );
     }
 }

@@ -40,6 +40,18 @@ pub enum Invalidation {
         /// The id of the key that replaces it.
         new_key_id: String,
     },
+    /// A session was revoked (by token, by id, or evicted by the per-user limit).
+    SessionRevoked {
+        /// The session's id.
+        session_id: String,
+        /// Its user.
+        user_id: String,
+    },
+    /// Every session of a user was revoked.
+    UserSessionsRevoked {
+        /// The user.
+        user_id: String,
+    },
     /// An organization's keys changed in a way no finer event describes (its document was
     /// edited by hand, or the organization was deleted): forget all its keys.
     OrganizationKeysChanged {
@@ -80,6 +92,19 @@ mod tests {
                     user_id: "auth0|x".into(),
                 },
                 r#"{"event":"user_tokens_revoked","user_id":"auth0|x"}"#,
+            ),
+            (
+                Invalidation::SessionRevoked {
+                    session_id: "ses_1".into(),
+                    user_id: "u1".into(),
+                },
+                r#"{"event":"session_revoked","session_id":"ses_1","user_id":"u1"}"#,
+            ),
+            (
+                Invalidation::UserSessionsRevoked {
+                    user_id: "u1".into(),
+                },
+                r#"{"event":"user_sessions_revoked","user_id":"u1"}"#,
             ),
         ];
         for (invalidation, payload) in cases {

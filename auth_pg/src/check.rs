@@ -21,6 +21,8 @@ use crate::storage::{KeyLookup, Rel, Row};
 pub(crate) enum Status {
     Valid,
     Expired,
+    IdleExpired,
+    AbsoluteExpired,
     Revoked,
     Unknown,
     Malformed,
@@ -31,6 +33,8 @@ impl Status {
         match self {
             Self::Valid => "valid",
             Self::Expired => "expired",
+            Self::IdleExpired => "idle_expired",
+            Self::AbsoluteExpired => "absolute_expired",
             Self::Revoked => "revoked",
             Self::Unknown => "unknown",
             Self::Malformed => "malformed",
@@ -89,60 +93,70 @@ pub(crate) trait Checked<const N: usize> {
     fn on_valid(_hash: &[u8; 32], _now: pg_sys::TimestampTz) {}
 }
 
+/// Checks `candidate`'s format, probes the index by its hash and judges the row found, then
+/// hands the status and the row (none for `malformed` and `unknown`) to `then`. The row's
+/// values point into a shared buffer: `then` must copy what it keeps.
+pub(crate) fn probe<C: Checked<N>, const N: usize, R>(
+    lookup: &mut KeyLookup,
+    candidate: Option<&[u8]>,
+    now: pg_sys::TimestampTz,
+    then: impl FnOnce(Status, Option<&Row<'_>>) -> R,
+) -> R {
+    let candidate = match candidate {
+        Some(c) if auth_core::check_format(C::KIND, c).is_ok() => c,
+        _ => return then(Status::Malformed, None),
+    };
+    let hash = hash_key::hash_credential(candidate);
+    let mut then = Some(then);
+    let found = lookup.find(&hash, |row| {
+        let status = C::judge(row, now);
+        let result = (then.take().expect("then is called once"))(status, Some(row));
+        (result, status)
+    });
+    match found {
+        Some((result, status)) => {
+            if status == Status::Valid {
+                C::on_valid(&hash, now);
+            }
+            result
+        }
+        None => (then.take().expect("then is called once"))(Status::Unknown, None),
+    }
+}
+
+/// The answer's values and nulls for `status`: the `N` fields of `row` when valid, NULLs
+/// otherwise. By-reference values point into the row's buffer.
+pub(crate) fn answer<C: Checked<N>, const N: usize>(
+    status: Status,
+    row: Option<&Row<'_>>,
+) -> (Vec<Datum>, Vec<bool>) {
+    let mut values = vec![Datum::from(0); N + 1];
+    let mut nulls = vec![true; N + 1];
+    values[0] = status.datum();
+    nulls[0] = false;
+    if let (Status::Valid, Some(row)) = (status, row) {
+        for (i, field) in C::fields(row).into_iter().enumerate() {
+            if let Some(value) = field {
+                values[i + 1] = value;
+                nulls[i + 1] = false;
+            }
+        }
+    }
+    (values, nulls)
+}
+
 /// Judges one candidate and hands the answer's values and nulls (status first, then the `N`
-/// fields) to `emit` while the row's values are still valid (they point into a shared buffer).
+/// fields) to `emit` while the row's values are still valid.
 fn check_one<C: Checked<N>, const N: usize, R>(
     lookup: &mut KeyLookup,
     candidate: Option<&[u8]>,
     now: pg_sys::TimestampTz,
     emit: impl FnOnce(&[Datum], &[bool]) -> R,
 ) -> R {
-    let status_only = |status: Status| {
-        let mut values = vec![Datum::from(0); N + 1];
-        let mut nulls = vec![true; N + 1];
-        values[0] = status.datum();
-        nulls[0] = false;
-        (values, nulls)
-    };
-    let candidate = match candidate {
-        Some(c) if auth_core::check_format(C::KIND, c).is_ok() => c,
-        _ => {
-            let (values, nulls) = status_only(Status::Malformed);
-            return emit(&values, &nulls);
-        }
-    };
-    let hash = hash_key::hash_credential(candidate);
-    let mut emit = Some(emit);
-    let found = lookup.find(&hash, |row| {
-        let emit = emit.take().expect("emit is called once");
-        let status = C::judge(row, now);
-        if status != Status::Valid {
-            let (values, nulls) = status_only(status);
-            return (emit(&values, &nulls), false);
-        }
-        let fields = C::fields(row);
-        let mut values = Vec::with_capacity(N + 1);
-        let mut nulls = Vec::with_capacity(N + 1);
-        values.push(status.datum());
-        nulls.push(false);
-        for field in fields {
-            values.push(field.unwrap_or(Datum::from(0)));
-            nulls.push(field.is_none());
-        }
-        (emit(&values, &nulls), true)
-    });
-    match found {
-        Some((result, valid)) => {
-            if valid {
-                C::on_valid(&hash, now);
-            }
-            result
-        }
-        None => {
-            let (values, nulls) = status_only(Status::Unknown);
-            (emit.take().expect("emit is called once"))(&values, &nulls)
-        }
-    }
+    probe::<C, N, _>(lookup, candidate, now, |status, row| {
+        let (values, nulls) = answer::<C, N>(status, row);
+        emit(&values, &nulls)
+    })
 }
 
 /// The body of a single check: `f(credential text) RETURNS <answer type>`.

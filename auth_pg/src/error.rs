@@ -54,6 +54,15 @@ pub(crate) enum AuthPgError {
     /// auth_pg.api_key_lookup can cause this).
     #[error("the organization's api_keys document and its lookup rows disagree")]
     DocumentOutOfStep,
+    /// A count argument is zero or negative.
+    #[error("{argument} must be greater than zero")]
+    NotPositiveCount { argument: &'static str },
+    /// The user holds as many sessions as `auth_pg.max_sessions_per_user` allows, and
+    /// `auth_pg.session_limit_action` is `refuse`.
+    #[error(
+        "the user already holds {limit} sessions, the most auth_pg.max_sessions_per_user allows"
+    )]
+    SessionLimit { limit: i64 },
     /// The extension's own objects are missing or altered.
     #[error("auth_pg's relation {name} is missing")]
     MissingRelation { name: String },
@@ -68,7 +77,8 @@ impl AuthPgError {
             }
             Self::Input(InputError::TooLong { .. }) => ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
             Self::Input(InputError::TooMany { .. }) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            Self::Input(_) => ERRCODE_INVALID_PARAMETER_VALUE,
+            Self::Input(_) | Self::NotPositiveCount { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
+            Self::SessionLimit { .. } => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             Self::JsonTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             Self::BatchTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             Self::HashKey { .. } => ERRCODE_CONFIG_FILE_ERROR,
@@ -106,6 +116,16 @@ impl AuthPgError {
             Self::Input(InputError::NotAnObject { .. }) => {
                 "Pass a JSON object, such as '{\"ip\": \"203.0.113.7\"}', or NULL.".into()
             }
+            Self::Input(InputError::IdleLongerThanAbsolute) => {
+                "Pass an idle_timeout no longer than absolute_timeout, such as '30 minutes' and \
+                 '12 hours'."
+                    .into()
+            }
+            Self::NotPositiveCount { .. } => "Pass a positive number, such as 10000.".into(),
+            Self::SessionLimit { .. } => "Revoke one of the user's sessions first \
+                (auth_pg.list_user_sessions shows them), or set auth_pg.session_limit_action to \
+                evict_oldest."
+                .into(),
             Self::JsonTooLarge { .. } => "Keep metadata small: ids and short strings.".into(),
             Self::BatchTooLarge { .. } => "Split the batch into several calls.".into(),
             Self::HashKey { .. } => "Check the file named by auth_pg.hash_key_file: it must \

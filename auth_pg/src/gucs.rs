@@ -6,7 +6,19 @@
 
 use std::ffi::{CStr, CString};
 
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, pg_sys};
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum, pg_sys};
+
+/// What `create_session` does when a user already holds `auth_pg.max_sessions_per_user`
+/// sessions in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PostgresGucEnum)]
+pub(crate) enum SessionLimitAction {
+    /// Revoke the user's least recently active sessions to make room.
+    #[name = c"evict_oldest"]
+    EvictOldest,
+    /// Refuse the new session with an ERROR.
+    #[name = c"refuse"]
+    Refuse,
+}
 
 static HASH_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static MAX_TOKEN_TTL: GucSetting<i32> = GucSetting::<i32>::new(365 * 24 * 60 * 60);
@@ -14,6 +26,13 @@ static AUDIT_TOKEN_ISSUE: GucSetting<bool> = GucSetting::<bool>::new(false);
 static MAINTENANCE_DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
 static MAINTENANCE_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(60);
+static MAX_SESSION_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(365 * 24 * 60 * 60);
+static SESSION_TOUCH_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(60);
+static MAX_SESSIONS_PER_USER: GucSetting<i32> = GucSetting::<i32>::new(0);
+static SESSION_LIMIT_ACTION: GucSetting<SessionLimitAction> =
+    GucSetting::<SessionLimitAction>::new(SessionLimitAction::EvictOldest);
+static SESSION_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(24 * 60 * 60);
+static CLEANUP_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(300);
 
 /// Defines every setting. Called from `_PG_init`.
 pub(crate) fn init() {
@@ -47,6 +66,8 @@ pub(crate) fn init() {
         GucFlags::default(),
     );
 
+    define_session_settings();
+
     // A postmaster-level setting can only be defined while the postmaster loads the library;
     // without preloading there is no maintenance worker to configure.
     // SAFETY: a plain read of a flag PostgreSQL sets while it loads preloaded libraries.
@@ -68,6 +89,72 @@ pub(crate) fn init() {
     // Reserving the prefix turns a mistyped `auth_pg.*` name into an error instead of a silent
     // placeholder, and removes placeholders left by the configuration files.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"auth_pg".as_ptr()) };
+}
+
+fn define_session_settings() {
+    GucRegistry::define_int_guc(
+        c"auth_pg.max_session_lifetime",
+        c"Longest absolute_timeout create_session accepts.",
+        c"create_session refuses an idle or absolute timeout longer than this.",
+        &MAX_SESSION_LIFETIME,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"auth_pg.session_touch_interval",
+        c"How old a session's last activity must be before touch_session records a new one.",
+        c"touch_session writes at most once per this interval per session; between writes \
+          the idle deadline it reports is the stored one, at most this much earlier than a \
+          write on every request would make it. 0 writes on every touch.",
+        &SESSION_TOUCH_INTERVAL,
+        0,
+        86_400,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"auth_pg.max_sessions_per_user",
+        c"Most sessions in force one user may hold; 0 means no limit.",
+        c"What happens to a session beyond the limit is auth_pg.session_limit_action.",
+        &MAX_SESSIONS_PER_USER,
+        0,
+        1_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"auth_pg.session_limit_action",
+        c"What create_session does when the user is at auth_pg.max_sessions_per_user.",
+        c"evict_oldest revokes the user's least recently active sessions to make room; refuse \
+          raises an ERROR (SQLSTATE 53400).",
+        &SESSION_LIMIT_ACTION,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"auth_pg.session_retention",
+        c"How long expired and revoked sessions are kept before cleanup deletes them.",
+        c"Until then they are listed by list_user_sessions and checks name their status; \
+          afterwards they are unknown.",
+        &SESSION_RETENTION,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"auth_pg.cleanup_interval",
+        c"How often the maintenance worker deletes expired sessions; 0 turns it off.",
+        c"The worker calls auth_pg.cleanup_expired_sessions in batches until none is left. \
+          Without the worker, schedule that function with pg_cron.",
+        &CLEANUP_INTERVAL,
+        0,
+        86_400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
 }
 
 fn define_maintenance_database() {
@@ -116,6 +203,36 @@ pub(crate) fn maintenance_database() -> String {
 /// `auth_pg.maintenance_interval`.
 pub(crate) fn maintenance_interval() -> std::time::Duration {
     std::time::Duration::from_secs(u64::try_from(MAINTENANCE_INTERVAL.get()).unwrap_or(0))
+}
+
+/// `auth_pg.max_session_lifetime`, in seconds.
+pub(crate) fn max_session_lifetime_seconds() -> i64 {
+    i64::from(MAX_SESSION_LIFETIME.get())
+}
+
+/// `auth_pg.session_touch_interval`, in microseconds.
+pub(crate) fn session_touch_interval_micros() -> i64 {
+    i64::from(SESSION_TOUCH_INTERVAL.get()) * 1_000_000
+}
+
+/// `auth_pg.max_sessions_per_user`; 0 means no limit.
+pub(crate) fn max_sessions_per_user() -> i64 {
+    i64::from(MAX_SESSIONS_PER_USER.get())
+}
+
+/// `auth_pg.session_limit_action`.
+pub(crate) fn session_limit_action() -> SessionLimitAction {
+    SESSION_LIMIT_ACTION.get()
+}
+
+/// `auth_pg.session_retention`, in microseconds.
+pub(crate) fn session_retention_micros() -> i64 {
+    i64::from(SESSION_RETENTION.get()) * 1_000_000
+}
+
+/// `auth_pg.cleanup_interval`.
+pub(crate) fn cleanup_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(u64::try_from(CLEANUP_INTERVAL.get()).unwrap_or(0))
 }
 
 /// `auth_pg.audit_token_issue`.

@@ -25,10 +25,12 @@ pub(crate) enum Rel {
     TokensHashIndex,
     ApiKeyLookup,
     ApiKeyLookupHashIndex,
+    Sessions,
+    SessionsHashIndex,
 }
 
 impl Rel {
-    const COUNT: usize = 4;
+    const COUNT: usize = 6;
 
     fn name(self) -> &'static CStr {
         match self {
@@ -36,6 +38,8 @@ impl Rel {
             Self::TokensHashIndex => c"tokens_token_hash_idx",
             Self::ApiKeyLookup => c"api_key_lookup",
             Self::ApiKeyLookupHashIndex => c"api_key_lookup_key_hash_idx",
+            Self::Sessions => c"sessions",
+            Self::SessionsHashIndex => c"sessions_session_hash_idx",
         }
     }
 }
@@ -58,7 +62,8 @@ unsafe extern "C-unwind" fn forget_oids(_arg: Datum, relid: Oid) {
     });
 }
 
-fn relation_oid(rel: Rel) -> Oid {
+/// The OID of `rel`, raising an ERROR when it is missing.
+pub(crate) fn relation_oid(rel: Rel) -> Oid {
     let cached = OIDS.with(|oids| oids[rel as usize].get());
     if cached != Oid::INVALID {
         return cached;
@@ -260,5 +265,13 @@ impl Row<'_> {
     /// A `timestamptz` attribute, in microseconds since 2000-01-01.
     pub(crate) fn timestamptz(&self, attno: usize) -> Option<pg_sys::TimestampTz> {
         self.datum(attno).map(|d| d.value() as pg_sys::TimestampTz)
+    }
+
+    /// A `text` attribute, copied out of the row.
+    pub(crate) fn text(&self, attno: usize) -> Option<String> {
+        // SAFETY: the attribute is a `text` (callers use the column constants checked against
+        // the catalog); `from_datum` detoasts and copies it.
+        self.datum(attno)
+            .and_then(|datum| unsafe { <String as pgrx::FromDatum>::from_datum(datum, false) })
     }
 }

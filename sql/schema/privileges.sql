@@ -17,7 +17,9 @@ GRANT EXECUTE ON FUNCTION
     auth_pg.validate_token(text),
     auth_pg.validate_tokens(text[]),
     auth_pg.validate_api_key(text),
-    auth_pg.validate_api_keys(text[])
+    auth_pg.validate_api_keys(text[]),
+    auth_pg.validate_session(text),
+    auth_pg.touch_session(text)
 TO auth_pg_validator;
 
 -- Administration.
@@ -31,6 +33,12 @@ GRANT EXECUTE ON FUNCTION
     auth_pg.revoke_api_key(text, text),
     auth_pg.rotate_api_key(text, text, interval),
     auth_pg.list_api_keys(text),
-    auth_pg.flush_api_key_usage()
+    auth_pg.flush_api_key_usage(),
+    auth_pg.create_session(text, interval, interval, jsonb),
+    auth_pg.revoke_session(text),
+    auth_pg.revoke_session_by_id(text),
+    auth_pg.revoke_user_sessions(text),
+    auth_pg.list_user_sessions(text),
+    auth_pg.cleanup_expired_sessions(integer)
 TO auth_pg_admin;
 GRANT SELECT ON auth_pg.audit_events TO auth_pg_admin;

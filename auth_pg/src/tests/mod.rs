@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 use pgrx::{PgSqlErrorCode, Spi};
 
 mod api_keys;
+mod sessions;
 mod tokens;
 
 /// The SQLSTATE `sql` raises, or None when it succeeds. Runs `sql` in a subtransaction, as a

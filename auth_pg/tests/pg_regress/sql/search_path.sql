@@ -2,6 +2,7 @@
 -- here a role puts a schema of its own before pg_catalog, shadows the tables, the functions
 -- and the operators auth_pg uses, and creates temporary tables of the same names.
 CREATE SCHEMA evil AUTHORIZATION app_admin;
+SET auth_pg.session_touch_interval = 0;
 SET ROLE app_admin;
 CREATE TABLE evil.tokens (token_hash bytea, user_id text, revoked_at timestamptz);
 CREATE TABLE evil.audit_events (action text);
@@ -16,6 +17,14 @@ CREATE TABLE evil.organizations (org_id text, name text, api_keys jsonb);
 CREATE TABLE evil.api_key_lookup (key_hash bytea, org_id text, key_id text, position int);
 CREATE FUNCTION evil.jsonb_set(jsonb, text[], jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT '[]'::jsonb $$;
 CREATE FUNCTION evil.max(integer) RETURNS integer LANGUAGE sql AS $$ SELECT 0 $$;
+CREATE TABLE evil.sessions (session_id text, session_hash bytea, user_id text, revoked_at timestamptz);
+CREATE FUNCTION evil.later(timestamptz, timestamptz) RETURNS boolean LANGUAGE sql AS $$ SELECT true $$;
+CREATE OPERATOR evil.< (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = evil.later);
+CREATE OPERATOR evil.> (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = evil.later);
+CREATE FUNCTION evil.shift(timestamptz, interval) RETURNS timestamptz
+    LANGUAGE sql AS $$ SELECT 'infinity'::timestamptz $$;
+CREATE OPERATOR evil.+ (LEFTARG = timestamptz, RIGHTARG = interval, FUNCTION = evil.shift);
+CREATE TEMP TABLE sessions (session_id text, session_hash bytea, user_id text, revoked_at timestamptz);
 CREATE TEMP TABLE tokens (token_hash bytea, user_id text, revoked_at timestamptz);
 CREATE TEMP TABLE audit_events (action text);
 CREATE TEMP TABLE organizations (org_id text, name text, api_keys jsonb);
@@ -40,10 +49,23 @@ SELECT key_id IS NOT NULL AS rotated FROM auth_pg.rotate_api_key('victim-org', :
 SELECT auth_pg.revoke_api_key('victim-org', :'second_key_id');
 SELECT name, status FROM auth_pg.list_api_keys('victim-org');
 SELECT status FROM auth_pg.validate_api_key(:'victim_key');
+-- The same for sessions; touches write on every call here.
+SELECT auth_pg.create_session('victim', '30 minutes', '12 hours') AS victim_session \gset
+SELECT auth_pg.create_session('attacker', '30 minutes', '12 hours') AS attacker_session \gset
+SELECT status, user_id, idle_expires_at < 'infinity' AS finite FROM auth_pg.touch_session(:'victim_session');
+SELECT auth_pg.revoke_session(:'attacker_session');
+SELECT auth_pg.revoke_session_by_id('ses_nothing_like_it');
+SELECT auth_pg.revoke_user_sessions('nobody-at-all') AS revoked;
+SELECT auth_pg.cleanup_expired_sessions() AS deleted;
+SELECT user_id, status FROM auth_pg.list_user_sessions('victim');
+SELECT status FROM auth_pg.validate_session(:'victim_session');
+SELECT status FROM auth_pg.validate_session(:'attacker_session');
 SELECT (SELECT count(*) FROM evil.tokens) + (SELECT count(*) FROM evil.organizations)
-       + (SELECT count(*) FROM evil.api_key_lookup) AS shadow_rows;
+       + (SELECT count(*) FROM evil.api_key_lookup)
+       + (SELECT count(*) FROM evil.sessions) AS shadow_rows;
 SELECT (SELECT count(*) FROM pg_temp.tokens) + (SELECT count(*) FROM pg_temp.organizations)
-       + (SELECT count(*) FROM pg_temp.api_key_lookup) AS temp_rows;
+       + (SELECT count(*) FROM pg_temp.api_key_lookup)
+       + (SELECT count(*) FROM pg_temp.sessions) AS temp_rows;
 RESET search_path;
 -- Every act was audited in auth_pg's table.
 SELECT action FROM auth_pg.audit_events
