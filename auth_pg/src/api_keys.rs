@@ -51,6 +51,7 @@ impl Checked<6> for ApiKeys {
     const KIND: CredentialKind = CredentialKind::ApiKey;
     const TABLE: Rel = Rel::ApiKeyLookup;
     const INDEX: Rel = Rel::ApiKeyLookupHashIndex;
+    const HASH_COLUMN: usize = col::KEY_HASH;
 
     fn judge(row: &Row<'_>, now: pg_sys::TimestampTz) -> Status {
         check::judge_times(row, col::REVOKED_AT, col::EXPIRES_AT, now)

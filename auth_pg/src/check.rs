@@ -82,6 +82,8 @@ pub(crate) trait Checked<const N: usize> {
     const TABLE: Rel;
     /// The hash index on the credential's hash in that table.
     const INDEX: Rel;
+    /// The number of the table's column holding the credential's hash.
+    const HASH_COLUMN: usize;
 
     /// What `row` means at `now`.
     fn judge(row: &Row<'_>, now: pg_sys::TimestampTz) -> Status;
@@ -170,7 +172,7 @@ pub(crate) unsafe fn check_single<C: Checked<N>, const N: usize>(
 ) -> Datum {
     // SAFETY: as documented.
     let (candidate, result) = unsafe { (fmgr::text_arg(fcinfo, 0), CompositeResult::of(fcinfo)) };
-    let mut lookup = KeyLookup::new(C::TABLE, C::INDEX);
+    let mut lookup = KeyLookup::new(C::TABLE, C::INDEX, C::HASH_COLUMN);
     check_one::<C, N, _>(&mut lookup, candidate, statement_time(), |values, nulls| {
         result.form(values, nulls)
     })
@@ -205,7 +207,7 @@ pub(crate) unsafe fn check_batch<C: Checked<N>, const N: usize>(
         .raise(function);
     }
     let now = statement_time();
-    let mut lookup = KeyLookup::new(C::TABLE, C::INDEX);
+    let mut lookup = KeyLookup::new(C::TABLE, C::INDEX, C::HASH_COLUMN);
     for candidate in candidates {
         pgrx::check_for_interrupts!();
         check_one::<C, N, _>(&mut lookup, candidate, now, |values, nulls| {

@@ -59,9 +59,7 @@ pub(crate) enum AuthPgError {
     NotPositiveCount { argument: &'static str },
     /// The user holds as many sessions as `auth_pg.max_sessions_per_user` allows, and
     /// `auth_pg.session_limit_action` is `refuse`.
-    #[error(
-        "the user already holds {limit} sessions, the most auth_pg.max_sessions_per_user allows"
-    )]
+    #[error("the user is at auth_pg.max_sessions_per_user ({limit} sessions in force)")]
     SessionLimit { limit: i64 },
     /// The extension's own objects are missing or altered.
     #[error("auth_pg's relation {name} is missing")]

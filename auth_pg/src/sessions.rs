@@ -47,6 +47,7 @@ impl Checked<5> for Sessions {
     const KIND: CredentialKind = CredentialKind::Session;
     const TABLE: Rel = Rel::Sessions;
     const INDEX: Rel = Rel::SessionsHashIndex;
+    const HASH_COLUMN: usize = col::SESSION_HASH;
 
     fn judge(row: &Row<'_>, now: pg_sys::TimestampTz) -> Status {
         let passed = |attno| row.timestamptz(attno).is_none_or(|at| at <= now);
@@ -120,7 +121,7 @@ pub unsafe extern "C-unwind" fn auth_pg_touch_session(
         Answered(pg_sys::Datum),
         Write { session_id: String },
     }
-    let mut lookup = KeyLookup::new(Rel::Sessions, Rel::SessionsHashIndex);
+    let mut lookup = KeyLookup::new(Rel::Sessions, Rel::SessionsHashIndex, col::SESSION_HASH);
     let touch = check::probe::<Sessions, 5, _>(&mut lookup, candidate, now, |status, row| {
         if let (Status::Valid, Some(row)) = (status, row) {
             let recorded = row.timestamptz(col::LAST_ACTIVITY_AT).unwrap_or(0);

@@ -130,12 +130,19 @@ fn open(rel: Rel, index: bool) -> pg_sys::Relation {
 /// is half the size. Uniqueness needs no index: two credentials share a hash with probability
 /// 2^-256.
 ///
+/// SECURITY: a hash index stores only a 32-bit hash code of each key, so a probe returns every
+/// row whose code matches, and codes of different keys collide (with a million rows, about one
+/// well-formed candidate in 4 000 matches some row's code). Every candidate row's key column is
+/// compared with the key, as the executor does when an index asks for a recheck; only an exact
+/// match is a hit.
+///
 /// Nothing is opened until the first probe, so a call that rejects its input early pays
 /// nothing. Probe any number of times (a batch), drop to close. On an ERROR, the transaction's
 /// resource owner releases everything instead of `Drop`.
 pub(crate) struct KeyLookup {
     table: Rel,
     index: Rel,
+    key_column: usize,
     scan: Option<OpenScan>,
 }
 
@@ -147,11 +154,13 @@ struct OpenScan {
 }
 
 impl KeyLookup {
-    /// Lookups in `table` through its hash index `index` on a `bytea` column.
-    pub(crate) fn new(table: Rel, index: Rel) -> Self {
+    /// Lookups in `table` through its hash index `index` on the `bytea` column numbered
+    /// `key_column` (1-based).
+    pub(crate) fn new(table: Rel, index: Rel, key_column: usize) -> Self {
         Self {
             table,
             index,
+            key_column,
             scan: None,
         }
     }
@@ -180,7 +189,7 @@ impl KeyLookup {
     /// `read` must copy what it keeps: the row's values point into a shared buffer that is
     /// released when the next probe starts or the lookup closes.
     pub(crate) fn find<R>(&mut self, key: &[u8], read: impl FnOnce(&Row<'_>) -> R) -> Option<R> {
-        let (table, index) = (self.table, self.index);
+        let (table, index, key_column) = (self.table, self.index, self.key_column);
         let open = self
             .scan
             .get_or_insert_with(|| Self::open_scan(table, index));
@@ -198,10 +207,19 @@ impl KeyLookup {
             );
             pg_sys::index_rescan(open.scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
             let direction = pg_sys::ScanDirection::ForwardScanDirection;
-            if !pg_sys::index_getnext_slot(open.scan, direction, open.slot) {
-                return None;
+            loop {
+                if !pg_sys::index_getnext_slot(open.scan, direction, open.slot) {
+                    return None;
+                }
+                pg_sys::slot_getallattrs(open.slot);
+                let candidate = Row {
+                    slot: open.slot,
+                    _lookup: PhantomData,
+                };
+                if candidate.bytes(key_column) == Some(key) {
+                    break;
+                }
             }
-            pg_sys::slot_getallattrs(open.slot);
         }
         Some(read(&Row {
             slot: open.slot,
@@ -265,6 +283,19 @@ impl Row<'_> {
     /// A `timestamptz` attribute, in microseconds since 2000-01-01.
     pub(crate) fn timestamptz(&self, attno: usize) -> Option<pg_sys::TimestampTz> {
         self.datum(attno).map(|d| d.value() as pg_sys::TimestampTz)
+    }
+
+    /// A `bytea` attribute's bytes, borrowed from the row (detoasted into the current memory
+    /// context if it was compressed or stored out of line).
+    pub(crate) fn bytes(&self, attno: usize) -> Option<&[u8]> {
+        let datum = self.datum(attno)?;
+        // SAFETY: the attribute is a `bytea` (the key column given to `KeyLookup::new`, checked
+        // against the catalog by a test); detoasting a packed datum returns it as is or a copy
+        // in the current memory context, alive at least as long as the row.
+        unsafe {
+            let value = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+            Some(pgrx::varlena::varlena_to_byte_slice(value))
+        }
     }
 
     /// A `text` attribute, copied out of the row.

@@ -38,6 +38,7 @@ impl Checked<5> for Tokens {
     const KIND: CredentialKind = CredentialKind::Token;
     const TABLE: Rel = Rel::Tokens;
     const INDEX: Rel = Rel::TokensHashIndex;
+    const HASH_COLUMN: usize = col::TOKEN_HASH;
 
     fn judge(row: &Row<'_>, now: pg_sys::TimestampTz) -> Status {
         check::judge_times(row, col::REVOKED_AT, col::EXPIRES_AT, now)

@@ -4,6 +4,7 @@
 #[pgrx::pg_schema]
 mod tests {
     use auth_core::{Credential, CredentialKind};
+    use pgrx::IntoDatum;
     use pgrx::datum::DatumWithOid;
     use pgrx::prelude::*;
     use pgrx::{PgSqlErrorCode, Spi};
@@ -282,5 +283,49 @@ mod tests {
             .expect("catalog");
             assert_eq!(found.as_deref(), Some(name));
         }
+    }
+
+    /// A hash index keeps 32-bit codes: two tokens whose hashes share a code must not be taken
+    /// for each other. Finds such a pair by the birthday bound (about 80 000 tokens), stores
+    /// one, and checks the other.
+    #[pg_test]
+    fn a_hash_code_collision_is_not_a_match() {
+        use std::collections::HashMap;
+
+        let code = |hash: &[u8]| -> i32 {
+            // SAFETY: hashvarlena takes one non-NULL bytea argument and returns an int4.
+            unsafe {
+                pgrx::direct_function_call::<i32>(pg_sys::hashvarlena, &[hash.into_datum()])
+                    .expect("a hash code")
+            }
+        };
+        let mut seen: HashMap<i32, String> = HashMap::new();
+        let (stored, other) = loop {
+            let token = Credential::generate(CredentialKind::Token)
+                .expect("random")
+                .into_secret();
+            let hash = auth_core::credential_hash(None, token.as_bytes());
+            if let Some(first) = seen.insert(code(&hash), token.clone()) {
+                break (first, token);
+            }
+        };
+        let stored_hash = auth_core::credential_hash(None, stored.as_bytes()).to_vec();
+        Spi::run_with_args(
+            "INSERT INTO auth_pg.tokens (token_hash, user_id, expires_at) \
+             VALUES ($1, 'victim', now() + interval '1 hour')",
+            &[stored_hash.into()],
+        )
+        .expect("store one token");
+        assert_eq!(status(Some(&stored)), "valid");
+        assert_eq!(
+            status(Some(&other)),
+            "unknown",
+            "a colliding code is not a match"
+        );
+        let batch = Spi::get_one_with_args::<String>(
+            "SELECT string_agg(status, ',') FROM auth_pg.validate_tokens(ARRAY[$1, $2])",
+            &[other.as_str().into(), stored.as_str().into()],
+        );
+        assert_eq!(batch, Ok(Some("unknown,valid".into())));
     }
 }
