@@ -1,5 +1,5 @@
 //! A tour of auth_pg through auth_client: issue a token, check it, revoke it, check it again,
-//! and hear the revocation on `auth_pg_invalidate`.
+//! and hear the revocation on `auth_pg_invalidate`; then API keys and sessions.
 //!
 //! Run by `scripts/setup.sh` against its throwaway cluster:
 //!
@@ -7,13 +7,13 @@
 //! cargo run -p auth_client --example demo -- "<admin connection string>" "<app connection string>"
 //! ```
 //!
-//! The admin connection needs `auth_pg_admin` (issue, revoke); the app connection needs only
-//! `auth_pg_validator` (check), as an API server would.
+//! The admin connection needs `auth_pg_admin` (issue, create, revoke, list); the app connection
+//! needs only `auth_pg_validator` (check), as an API server would.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use auth_client::reexports::tokio_postgres::{self, AsyncMessage, NoTls};
-use auth_client::{AuthClient, Config, TokenValidation};
+use auth_client::{AuthClient, Config, SessionValidation, TokenValidation};
 use futures_util::future::poll_fn;
 
 #[tokio::main]
@@ -179,7 +179,78 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         );
     }
+
+    println!("\nSessions: an idle deadline each touch slides, an absolute one that never moves\n");
+    let metadata = serde_json::json!({ "ip": "192.0.2.10", "user_agent": "demo/1.0" });
+    let session = admin
+        .create_session(
+            "user-42",
+            Duration::from_secs(30 * 60),
+            Duration::from_secs(12 * 3600),
+            Some(&metadata),
+        )
+        .await?;
+    println!("12. create_session('user-42', idle '30 min', absolute '12 hours')");
+    println!("    -> {session} (shown once, stored only as a BLAKE3 hash)");
+    let (answer, took) = timed(app.validate_session(session.expose_secret())).await?;
+    println!(
+        "13. validate_session(session)               {:>8} in {}",
+        answer.status,
+        micros(took)
+    );
+    describe_session(&answer);
+    let (answer, took) = timed(admin.touch_session(session.expose_secret())).await?;
+    println!(
+        "14. touch_session(session)                  {:>8} in {} (idle deadline slid)",
+        answer.status,
+        micros(took)
+    );
+    describe_session(&answer);
+    for listed in admin.list_user_sessions("user-42").await? {
+        println!(
+            "15. list_user_sessions('user-42'): {} {:<8} ip {}",
+            listed.session_id,
+            listed.status,
+            listed
+                .metadata
+                .as_ref()
+                .and_then(|m| m.get("ip"))
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
+    }
+    let session_id = answer.session_id.unwrap_or_default();
+    let revoked = admin.revoke_session_by_id(&session_id).await?;
+    println!("16. revoke_session_by_id(session id)        {revoked:>8}");
+    match next_event(&mut notified, "session_revoked").await {
+        Some(payload) => println!("    NOTIFY auth_pg_invalidate               {payload}"),
+        None => println!("    (no notification within 5 s)"),
+    }
+    let (answer, took) = timed(app.validate_session(session.expose_secret())).await?;
+    println!(
+        "17. validate_session(session)               {:>8} in {}",
+        answer.status,
+        micros(took)
+    );
     Ok(())
+}
+
+/// The next payload on `auth_pg_invalidate` whose event is `event`, skipping others (an API key
+/// revocation above was not waited for), or None after 5 s.
+async fn next_event(
+    notified: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    event: &str,
+) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let payload = tokio::time::timeout_at(deadline, notified.recv())
+            .await
+            .ok()??;
+        let parsed: serde_json::Value = serde_json::from_str(&payload).unwrap_or_default();
+        if parsed.get("event").and_then(serde_json::Value::as_str) == Some(event) {
+            return Some(payload);
+        }
+    }
 }
 
 async fn timed<T, E>(call: impl Future<Output = Result<T, E>>) -> Result<(T, Duration), E> {
@@ -215,6 +286,24 @@ fn describe(answer: &TokenValidation) {
             .map(ToString::to_string)
             .unwrap_or_default()
     );
+}
+
+fn describe_session(answer: &SessionValidation) {
+    println!(
+        "    user_id {:?}, session_id {:?}, idle deadline in {}, absolute in {}",
+        answer.user_id.as_deref().unwrap_or(""),
+        answer.session_id.as_deref().unwrap_or(""),
+        from_now(answer.idle_expires_at),
+        from_now(answer.absolute_expires_at)
+    );
+}
+
+/// How long until `deadline`, in minutes.
+fn from_now(deadline: Option<SystemTime>) -> String {
+    deadline
+        .and_then(|t| t.duration_since(SystemTime::now()).ok())
+        .map(|left| format!("{:.1} min", left.as_secs_f64() / 60.0))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// The token with one character of its random part changed: the checksum catches it.

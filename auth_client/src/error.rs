@@ -71,6 +71,13 @@ impl Error {
             .is_some_and(|code| code.code().starts_with("22"))
     }
 
+    /// Whether the server refused to open a session because its user already has
+    /// `auth_pg.max_sessions_per_user` sessions and `auth_pg.session_limit_action` is `refuse`
+    /// (SQLSTATE 53400, configuration_limit_exceeded).
+    pub fn is_session_limit(&self) -> bool {
+        self.code() == Some(&SqlState::CONFIGURATION_LIMIT_EXCEEDED)
+    }
+
     /// Whether the connection was lost or could not be had; retrying may succeed.
     pub fn is_connection(&self) -> bool {
         match self.kind {

@@ -6,6 +6,7 @@ mod api_keys;
 mod client;
 mod config;
 mod error;
+mod sessions;
 mod status;
 mod tokens;
 
@@ -14,6 +15,7 @@ pub use auth_core::{Credential, CredentialKind, FormatError};
 pub use client::AuthClient;
 pub use config::Config;
 pub use error::{Error, ErrorKind};
+pub use sessions::{SessionInfo, SessionValidation};
 pub use status::Status;
 pub use tokens::TokenValidation;
 

@@ -5,13 +5,19 @@ use std::str::FromStr;
 
 use crate::Error;
 
-/// What a token or API key check found.
+/// What a token, API key or session check found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Status {
     /// The credential is known, unexpired and not revoked.
     Valid,
-    /// The credential's lifetime has ended (for a rotated API key: its grace period).
+    /// The credential's lifetime has ended (for a rotated API key: its grace period). Sessions
+    /// answer [`IdleExpired`](Self::IdleExpired) or [`AbsoluteExpired`](Self::AbsoluteExpired)
+    /// instead.
     Expired,
+    /// The session went unused (untouched) for its whole idle timeout.
+    IdleExpired,
+    /// The session reached its absolute deadline, however active it was.
+    AbsoluteExpired,
     /// The credential was revoked.
     Revoked,
     /// The credential is well formed but not known (never issued, deleted, or issued under
@@ -27,6 +33,8 @@ impl Status {
         match self {
             Self::Valid => "valid",
             Self::Expired => "expired",
+            Self::IdleExpired => "idle_expired",
+            Self::AbsoluteExpired => "absolute_expired",
             Self::Revoked => "revoked",
             Self::Unknown => "unknown",
             Self::Malformed => "malformed",
@@ -41,6 +49,8 @@ impl FromStr for Status {
         Ok(match s {
             "valid" => Self::Valid,
             "expired" => Self::Expired,
+            "idle_expired" => Self::IdleExpired,
+            "absolute_expired" => Self::AbsoluteExpired,
             "revoked" => Self::Revoked,
             "unknown" => Self::Unknown,
             "malformed" => Self::Malformed,
@@ -64,6 +74,8 @@ mod tests {
         for status in [
             Status::Valid,
             Status::Expired,
+            Status::IdleExpired,
+            Status::AbsoluteExpired,
             Status::Revoked,
             Status::Unknown,
             Status::Malformed,

@@ -15,7 +15,6 @@ use auth_core::HashKey;
 use auth_pg_e2e::{Cluster, roles};
 use bytes::Bytes;
 use futures_util::SinkExt;
-use tokio_postgres::NoTls;
 
 use crate::bench_cluster;
 use crate::load::Workload;
@@ -91,13 +90,7 @@ fn document(key: Option<&HashKey>, org: &str, keys: &[String]) -> String {
 }
 
 async fn connect(cluster: &Cluster, db: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(&cluster.url(roles::SUPERUSER, db), NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
+    crate::connect_to(cluster, roles::SUPERUSER, db).await
 }
 
 /// COPYs organizations (id, documents) into `db`; the trigger builds their lookup rows.

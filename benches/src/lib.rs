@@ -20,6 +20,7 @@ use crate::load::Workload;
 pub mod api_keys;
 pub mod criterion_groups;
 pub mod load;
+pub mod sessions;
 pub mod stats;
 
 /// The database the benchmarks run in.
@@ -60,7 +61,12 @@ pub fn bench_cluster() -> Cluster {
 }
 
 async fn connect(cluster: &Cluster, role: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(&cluster.url(role, DATABASE), NoTls)
+    connect_to(cluster, role, DATABASE).await
+}
+
+/// A plain connection to `db` as `role`, its connection task spawned.
+pub(crate) async fn connect_to(cluster: &Cluster, role: &str, db: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&cluster.url(role, db), NoTls)
         .await
         .expect("connect");
     tokio::spawn(async move {
@@ -167,7 +173,7 @@ impl TokenBench {
     }
 }
 
-async fn copy_in(db: &tokio_postgres::Client, statement: &str, data: String) {
+pub(crate) async fn copy_in(db: &tokio_postgres::Client, statement: &str, data: String) {
     let sink = db.copy_in::<_, Bytes>(statement).await.expect("COPY");
     futures_util::pin_mut!(sink);
     sink.send(Bytes::from(data)).await.expect("COPY data");

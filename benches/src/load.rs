@@ -44,15 +44,26 @@ impl Workload {
     }
 
     async fn run(&self, callers: usize, duration: Duration, seed: u64) -> Summary {
+        let deadline = Instant::now() + duration;
+        self.run_while(callers, seed, move || Instant::now() < deadline)
+            .await
+    }
+
+    /// Runs `callers` concurrent callers while `go()` holds and summarizes their calls.
+    pub async fn run_while(
+        &self,
+        callers: usize,
+        seed: u64,
+        go: impl Fn() -> bool + Clone + Send + 'static,
+    ) -> Summary {
         let start = Instant::now();
-        let deadline = start + duration;
         let tasks: Vec<_> = (0..callers)
             .map(|caller| {
-                let call = self.call.clone();
+                let (call, go) = (self.call.clone(), go.clone());
                 tokio::spawn(async move {
                     let mut picker = Picker::new(seed * 1000 + caller as u64);
                     let mut latencies = Vec::with_capacity(100_000);
-                    while Instant::now() < deadline {
+                    while go() {
                         let random = picker.below(usize::MAX);
                         let begin = Instant::now();
                         call(caller, random).await;

@@ -99,3 +99,49 @@ impl TestDb {
         self.cluster.psql(&self.name, sql)
     }
 }
+
+/// The `auth_pg_invalidate` notifications one connection hears, in order.
+pub struct Invalidations {
+    receiver: tokio::sync::mpsc::UnboundedReceiver<String>,
+    _client: tokio_postgres::Client,
+}
+
+impl Invalidations {
+    /// The next notification, parsed; panics when none comes within ten seconds.
+    pub async fn next(&mut self) -> auth_core::Invalidation {
+        let payload =
+            tokio::time::timeout(std::time::Duration::from_secs(10), self.receiver.recv())
+                .await
+                .expect("a notification within 10 s")
+                .expect("the connection is open");
+        auth_core::Invalidation::from_payload(&payload).expect("a known payload")
+    }
+}
+
+impl TestDb {
+    /// Listens on `auth_pg_invalidate` as `role` (any role may listen).
+    pub async fn listen(&self, role: &str) -> Invalidations {
+        use futures_util::future::poll_fn;
+        use tokio_postgres::AsyncMessage;
+
+        let (client, mut connection) = tokio_postgres::connect(&self.url(role), NoTls)
+            .await
+            .expect("connect");
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = poll_fn(|cx| connection.poll_message(cx)).await {
+                if let AsyncMessage::Notification(n) = message {
+                    let _ = sender.send(n.payload().to_owned());
+                }
+            }
+        });
+        client
+            .batch_execute(&format!("LISTEN {}", auth_core::invalidation::CHANNEL))
+            .await
+            .expect("listen");
+        Invalidations {
+            receiver,
+            _client: client,
+        }
+    }
+}

@@ -5,5 +5,6 @@ mod e2e {
     mod api_keys;
     mod hash_key;
     mod regress;
+    mod sessions;
     mod tokens;
 }

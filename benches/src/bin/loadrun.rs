@@ -4,11 +4,14 @@
 //! ```text
 //! cargo run --release -p auth_pg_benches --bin loadrun -- tokens   [--seconds 10] [--rounds 3] [--redis]
 //! cargo run --release -p auth_pg_benches --bin loadrun -- api_keys [--seconds 10] [--rounds 3]
+//! cargo run --release -p auth_pg_benches --bin loadrun -- sessions [--seconds 10] [--rounds 3]
+//! cargo run --release -p auth_pg_benches --bin loadrun -- session_cleanup
 //! ```
 //!
 //! Prints Markdown tables for BENCHMARKS.md. `AUTH_PG_BENCH_TOKENS` sets the number of stored
 //! tokens (default 1 000 000), `AUTH_PG_BENCH_ORGS` the organizations of the API key run
-//! (default 200 000, five keys each). `--redis` adds a Redis GET of a cached answer, the cache
+//! (default 200 000, five keys each), `AUTH_PG_BENCH_SESSIONS` the sessions (default 1 000 000;
+//! the cleanup run stores as many expired ones beside them). `--redis` adds a Redis GET of a cached answer, the cache
 //! that the usual advice puts in front of the database (needs `redis-server`).
 
 use std::path::PathBuf;
@@ -18,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use auth_pg_benches::api_keys::{ApiKeyBench, workloads as api_key_workloads};
 use auth_pg_benches::load::{Plan, Workload, machine, run_and_report};
-use auth_pg_benches::stats::median;
+use auth_pg_benches::sessions::{SessionBench, session_count, workloads as session_workloads};
+use auth_pg_benches::stats::{Summary, median};
 use auth_pg_benches::{TokenBench, token_count, token_workloads};
 
 /// A throwaway redis-server on a Unix socket, holding one cached answer per token.
@@ -205,6 +209,127 @@ async fn api_keys(plan: &Plan) {
     }
 }
 
+async fn sessions(plan: &Plan) {
+    let n = session_count();
+    let bench = SessionBench::setup(n, 0).await;
+    let client = bench.client(8).await;
+    let server_version = bench.cluster.psql("postgres", "SHOW server_version");
+    let workloads = session_workloads(&client, &bench.live);
+    println!(
+        "Sessions: {n} in force; {} rounds of {} s per workload, interleaved; medians of the \
+         rounds. `auth_pg.session_touch_interval` 60 s (the default).",
+        plan.rounds, plan.seconds
+    );
+    println!(
+        "Machine: {}; PostgreSQL {server_version}; Unix socket; auth_client pool of 8.\n",
+        machine()
+    );
+    run_and_report(&workloads, plan).await;
+    let updates = bench.cluster.psql(
+        auth_pg_benches::DATABASE,
+        "SELECT string_agg(format('%s: %s updates, %s HOT', relname, n_tup_upd, n_tup_hot_upd), '; ' \
+                           ORDER BY relname) \
+         FROM pg_stat_user_tables WHERE relname = 'sessions'",
+    );
+    println!("\nUpdates during the run: {updates}.");
+}
+
+/// Deletes as many expired sessions as are in force while eight callers validate sessions in
+/// force, and reports the time, the callers' latency before and during, and the table's size.
+async fn session_cleanup() {
+    let n = session_count();
+    let bench = SessionBench::setup(n, n).await;
+    let client = bench.client(8).await;
+    let db = auth_pg_benches::DATABASE;
+    let size = |bench: &SessionBench| {
+        bench.cluster.psql(
+            db,
+            "SELECT pg_size_pretty(pg_table_size('auth_pg.sessions')) || ' table, ' || \
+                    pg_size_pretty(pg_indexes_size('auth_pg.sessions')) || ' indexes'",
+        )
+    };
+    let validate = session_workloads(&client, &bench.live)
+        .into_iter()
+        .find(|w| w.name() == "`validate_session`")
+        .expect("the validate workload");
+    let before_size = size(&bench);
+    eprintln!("validating for 10 s before the cleanup...");
+    let before = validate
+        .run_while(8, 1, {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            move || Instant::now() < deadline
+        })
+        .await;
+
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers = {
+        let (validate, done) = (validate.clone(), done.clone());
+        tokio::spawn(async move {
+            validate
+                .run_while(8, 2, move || {
+                    !done.load(std::sync::atomic::Ordering::Relaxed)
+                })
+                .await
+        })
+    };
+    let admin = tokio_postgres::connect(
+        &bench.cluster.url(auth_pg_e2e::roles::SUPERUSER, db),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect");
+    tokio::spawn(admin.1);
+    let admin = admin.0;
+    eprintln!("cleaning up...");
+    let start = Instant::now();
+    let (mut deleted, mut batches) = (0i64, 0);
+    loop {
+        let batch: i64 = admin
+            .query_one("SELECT auth_pg.cleanup_expired_sessions(10000)", &[])
+            .await
+            .expect("cleanup")
+            .get(0);
+        deleted += batch;
+        batches += 1;
+        if batch < 10_000 {
+            break;
+        }
+    }
+    let took = start.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let during = callers.await.expect("callers");
+    let after_size = size(&bench);
+    bench.cluster.psql(db, "VACUUM auth_pg.sessions");
+    let vacuumed_size = size(&bench);
+
+    let row = |label: &str, s: &Summary| {
+        println!(
+            "| {label} | {:.0} | {:.0} µs | {:.0} µs |",
+            s.per_second,
+            s.p50.as_secs_f64() * 1e6,
+            s.p99.as_secs_f64() * 1e6
+        )
+    };
+    println!(
+        "Session cleanup: {n} sessions in force and {n} expired (idle deadline two days ago), \
+         interleaved on the table's pages. Machine: {}.\n",
+        machine()
+    );
+    println!(
+        "`cleanup_expired_sessions(10000)` called until it returned less: {deleted} deleted in \
+         {batches} calls, {:.1} s ({:.0} rows/s).\n",
+        took.as_secs_f64(),
+        deleted as f64 / took.as_secs_f64()
+    );
+    println!("| 8 callers of `validate_session` | calls/s | p50 | p99 |\n|---|---:|---:|---:|");
+    row("before the cleanup (10 s)", &before);
+    row("during the cleanup", &during);
+    println!(
+        "\nTable size: {before_size} before; {after_size} after; {vacuumed_size} after a plain \
+         VACUUM (space kept for new sessions, not returned to the file system)."
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let (plan, rest) = Plan::from_args();
@@ -216,6 +341,10 @@ async fn main() {
     {
         Some("tokens") | None => tokens(&plan, redis).await,
         Some("api_keys") => api_keys(&plan).await,
-        Some(other) => panic!("unknown suite {other}: tokens or api_keys"),
+        Some("sessions") => sessions(&plan).await,
+        Some("session_cleanup") => session_cleanup().await,
+        Some(other) => {
+            panic!("unknown suite {other}: tokens, api_keys, sessions or session_cleanup")
+        }
     }
 }

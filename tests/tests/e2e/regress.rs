@@ -7,7 +7,14 @@ use std::process::Command;
 
 use auth_pg_e2e::shared_cluster;
 
-const TESTS: &[&str] = &["setup", "tokens", "api_keys", "privileges", "search_path"];
+const TESTS: &[&str] = &[
+    "setup",
+    "tokens",
+    "api_keys",
+    "sessions",
+    "privileges",
+    "search_path",
+];
 
 #[test]
 fn golden_files_match() {

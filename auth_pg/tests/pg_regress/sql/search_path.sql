@@ -57,7 +57,8 @@ SELECT auth_pg.revoke_session(:'attacker_session');
 SELECT auth_pg.revoke_session_by_id('ses_nothing_like_it');
 SELECT auth_pg.revoke_user_sessions('nobody-at-all') AS revoked;
 SELECT auth_pg.cleanup_expired_sessions() AS deleted;
-SELECT user_id, status FROM auth_pg.list_user_sessions('victim');
+SELECT status, revoked_at, last_activity_at > created_at AS touched, idle_expires_at < 'infinity' AS finite
+FROM auth_pg.list_user_sessions('victim');
 SELECT status FROM auth_pg.validate_session(:'victim_session');
 SELECT status FROM auth_pg.validate_session(:'attacker_session');
 SELECT (SELECT count(*) FROM evil.tokens) + (SELECT count(*) FROM evil.organizations)
