@@ -8,7 +8,7 @@
 //! ```
 //!
 //! The admin connection needs `auth_pg_admin` (issue, create, revoke, list); the app connection
-//! needs only `auth_pg_validator` (check), as an API server would.
+//! needs only `auth_pg_validator` (check, touch a session), as an API server would.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -199,7 +199,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         micros(took)
     );
     describe_session(&answer);
-    let (answer, took) = timed(admin.touch_session(session.expose_secret())).await?;
+    let (answer, took) = timed(app.touch_session(session.expose_secret())).await?;
     println!(
         "14. touch_session(session)                  {:>8} in {} (idle deadline slid)",
         answer.status,

@@ -118,7 +118,8 @@ impl AuthClient {
     /// shown. The session ends when it goes unused for `idle_timeout` (each
     /// [`touch_session`](Self::touch_session) slides that deadline) or when `absolute_timeout`
     /// has passed since now, whichever comes first. `metadata` (a JSON object, such as the
-    /// client's address and user agent) is returned by every valid check.
+    /// client's address and user agent) is returned by every valid check. Needs the
+    /// `auth_pg_admin` role.
     ///
     /// Fails with SQLSTATE 22023 for an empty user id, a timeout that is zero or longer than the
     /// server's maximum session lifetime, an idle timeout longer than the absolute one, or
@@ -162,7 +163,8 @@ impl AuthClient {
     /// Checks a session token and, when it is valid, slides its idle deadline (never past the
     /// absolute one): the call to make on each request of the session. The server writes at
     /// most once per `auth_pg.session_touch_interval`. A malformed string is answered here
-    /// without a round trip, exactly as the server would answer it.
+    /// without a round trip, exactly as the server would answer it. Needs the
+    /// `auth_pg_validator` role.
     pub async fn touch_session(&self, token: &str) -> Result<SessionValidation, Error> {
         self.check::<SessionValidationRecord, _>(
             CredentialKind::Session,

@@ -141,7 +141,8 @@ pub unsafe extern "C-unwind" fn auth_pg_touch_session(
     }
 }
 
-/// A session's answer fields, read through SPI.
+/// A session's answer fields, read through SPI: `user_id, session_id, idle_expires_at,
+/// absolute_expires_at, metadata` from column `first` on.
 struct SessionRow {
     status: Status,
     user_id: String,
@@ -152,9 +153,6 @@ struct SessionRow {
 }
 
 impl SessionRow {
-    /// The columns [`SessionRow::read`] expects, after the status.
-    const COLUMNS: &str = "user_id, session_id, idle_expires_at, absolute_expires_at, metadata";
-
     fn read(
         status: Status,
         row: &spi::SpiHeapTupleData<'_>,
@@ -196,6 +194,40 @@ fn status_only(status: Status, result: &CompositeResult) -> pg_sys::Datum {
     result.form(&values, &nulls)
 }
 
+/// The statements `touch_session` writes and re-reads with, prepared once per backend and kept
+/// (`SPI_keepplan`): a write happens about once a minute per session, but a busy server makes
+/// many, and parsing and planning them each time would cost more than running them.
+struct TouchPlans {
+    record: spi::OwnedPreparedStatement,
+    reread: spi::OwnedPreparedStatement,
+}
+
+thread_local! {
+    static TOUCH_PLANS: std::cell::OnceCell<TouchPlans> = const { std::cell::OnceCell::new() };
+}
+
+// $1 session_id, $2 the statement's time, $3 the activity time older than which a touch writes.
+// Only the two unindexed columns change: a HOT update. The conditions are checked again on the
+// row's latest version if another transaction changed it meanwhile.
+const RECORD_ACTIVITY: &str = "UPDATE auth_pg.sessions \
+     SET last_activity_at = $2, \
+         idle_expires_at = LEAST($2 OPERATOR(pg_catalog.+) idle_timeout, absolute_expires_at) \
+     WHERE session_id OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL \
+       AND last_activity_at OPERATOR(pg_catalog.<) $3 \
+       AND idle_expires_at OPERATOR(pg_catalog.>) $2 \
+       AND absolute_expires_at OPERATOR(pg_catalog.>) $2 \
+     RETURNING user_id, session_id, idle_expires_at, absolute_expires_at, metadata";
+
+// The latest committed state of a session that was not written (it takes the same arguments;
+// $3 is not used).
+const REREAD: &str = "SELECT CASE WHEN revoked_at IS NOT NULL THEN 'revoked' \
+                  WHEN absolute_expires_at OPERATOR(pg_catalog.<=) $2 THEN 'absolute_expired' \
+                  WHEN idle_expires_at OPERATOR(pg_catalog.<=) $2 THEN 'idle_expired' \
+                  ELSE 'valid' END, \
+             user_id, session_id, idle_expires_at, absolute_expires_at, metadata \
+      FROM auth_pg.sessions \
+      WHERE session_id OPERATOR(pg_catalog.=) $1";
+
 /// Records activity at `now` for a session found valid and stale, and forms the answer from
 /// the row as written. When the row changed meanwhile (another touch wrote first, or it was
 /// revoked or deleted), answers from its latest committed state instead.
@@ -210,50 +242,40 @@ fn record_activity(
         TimestampWithTimeZone::try_from(stale_before).expect("a time before now is valid");
     let args: [DatumWithOid; 3] = [session_id.into(), now.into(), stale_before.into()];
     let answer = Spi::connect_mut(|client| {
-        // Only the two unindexed columns change: a HOT update. The conditions are checked again
-        // on the row's latest version if another transaction changed it meanwhile.
-        let written = client.update(
-            &format!(
-                "UPDATE auth_pg.sessions \
-                 SET last_activity_at = $2, \
-                     idle_expires_at = LEAST($2 OPERATOR(pg_catalog.+) idle_timeout, absolute_expires_at) \
-                 WHERE session_id OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL \
-                   AND last_activity_at OPERATOR(pg_catalog.<) $3 \
-                   AND idle_expires_at OPERATOR(pg_catalog.>) $2 \
-                   AND absolute_expires_at OPERATOR(pg_catalog.>) $2 \
-                 RETURNING {}",
-                SessionRow::COLUMNS
-            ),
-            Some(1),
-            &args,
-        )?;
-        if let Some(row) = written.into_iter().next() {
-            return SessionRow::read(Status::Valid, &row, 1).map(Some);
-        }
-        // Not written: read the latest committed state (a new snapshot: this is not a
-        // read-only SPI call).
-        let latest = client.update(
-            &format!(
-                "SELECT CASE WHEN revoked_at IS NOT NULL THEN 'revoked' \
-                             WHEN absolute_expires_at OPERATOR(pg_catalog.<=) $2 THEN 'absolute_expired' \
-                             WHEN idle_expires_at OPERATOR(pg_catalog.<=) $2 THEN 'idle_expired' \
-                             ELSE 'valid' END, {} \
-                 FROM auth_pg.sessions WHERE session_id OPERATOR(pg_catalog.=) $1",
-                SessionRow::COLUMNS
-            ),
-            Some(1),
-            &args[..2],
-        )?;
-        let Some(row) = latest.into_iter().next() else {
-            return Ok(None);
-        };
-        let status = match row.get::<String>(1)?.as_deref() {
-            Some("valid") => Status::Valid,
-            Some("revoked") => Status::Revoked,
-            Some("absolute_expired") => Status::AbsoluteExpired,
-            _ => Status::IdleExpired,
-        };
-        SessionRow::read(status, &row, 2).map(Some)
+        TOUCH_PLANS.with(|plans| {
+            let plans = match plans.get() {
+                Some(plans) => plans,
+                None => {
+                    let types = [
+                        PgOid::BuiltIn(PgBuiltInOids::TEXTOID),
+                        PgOid::BuiltIn(PgBuiltInOids::TIMESTAMPTZOID),
+                        PgOid::BuiltIn(PgBuiltInOids::TIMESTAMPTZOID),
+                    ];
+                    let prepared = TouchPlans {
+                        record: client.prepare_mut(RECORD_ACTIVITY, &types)?.keep(),
+                        reread: client.prepare_mut(REREAD, &types)?.keep(),
+                    };
+                    plans.get_or_init(|| prepared)
+                }
+            };
+            let written = client.update(&plans.record, Some(1), &args)?;
+            if let Some(row) = written.into_iter().next() {
+                return SessionRow::read(Status::Valid, &row, 1).map(Some);
+            }
+            // Not written: read the latest committed state (a new snapshot: this is not a
+            // read-only SPI call).
+            let latest = client.update(&plans.reread, Some(1), &args)?;
+            let Some(row) = latest.into_iter().next() else {
+                return Ok(None);
+            };
+            let status = match row.get::<String>(1)?.as_deref() {
+                Some("valid") => Status::Valid,
+                Some("revoked") => Status::Revoked,
+                Some("absolute_expired") => Status::AbsoluteExpired,
+                _ => Status::IdleExpired,
+            };
+            SessionRow::read(status, &row, 2).map(Some)
+        })
     })
     .expect("SPI reports errors as ERRORs");
     match answer {
