@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_client::{AuthClient, Config, Credential, CredentialKind};
+use auth_client::{AuthClient, Config, CredentialKind};
 use auth_core::HashKey;
 use auth_pg_e2e::{Cluster, roles};
 use bytes::Bytes;
@@ -53,17 +53,7 @@ fn organizations() -> usize {
 }
 
 fn new_keys(n: usize) -> Vec<String> {
-    (0..n)
-        .map(|_| {
-            Credential::generate(CredentialKind::ApiKey)
-                .expect("random")
-                .into_secret()
-        })
-        .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::credentials(CredentialKind::ApiKey, n)
 }
 
 /// One organization's document, as auth_pg writes it.
@@ -74,7 +64,7 @@ fn document(key: Option<&HashKey>, org: &str, keys: &[String]) -> String {
         .map(|(i, k)| {
             serde_json::json!({
                 "id": format!("key_{org}_{i}"),
-                "hash": hex(&auth_core::credential_hash(key, k.as_bytes())),
+                "hash": crate::hex(&auth_core::credential_hash(key, k.as_bytes())),
                 "prefix": &k[..12],
                 "name": format!("key {i}"),
                 "scopes": ["read", "write"],
@@ -251,7 +241,7 @@ impl ApiKeyBench {
     /// The hex hashes stored for `keys`, as the baselines look them up.
     pub fn hex_hashes(&self, keys: &[String]) -> Vec<String> {
         keys.iter()
-            .map(|k| hex(&auth_core::credential_hash(self.key.as_ref(), k.as_bytes())))
+            .map(|k| crate::hex(&auth_core::credential_hash(self.key.as_ref(), k.as_bytes())))
             .collect()
     }
 }

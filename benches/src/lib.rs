@@ -82,13 +82,7 @@ impl TokenBench {
         let cluster = bench_cluster();
         cluster.create_database(DATABASE);
         let key = cluster.hash_key();
-        let tokens: Vec<String> = (0..n)
-            .map(|_| {
-                Credential::generate(CredentialKind::Token)
-                    .expect("random")
-                    .into_secret()
-            })
-            .collect();
+        let tokens = credentials(CredentialKind::Token, n);
 
         let db = connect(&cluster, roles::SUPERUSER).await;
         db.batch_execute(
@@ -109,9 +103,7 @@ impl TokenBench {
         for (i, token) in tokens.iter().enumerate() {
             let hash = auth_core::credential_hash(key.as_ref(), token.as_bytes());
             rows.push_str("\\\\x");
-            for b in hash {
-                rows.push_str(&format!("{b:02x}"));
-            }
+            rows.push_str(&hex(&hash));
             rows.push_str(&format!(
                 "\tuser-{}\t{{read,write}}\t2100-01-01 00:00:00+00\n",
                 i % 100_000
@@ -222,6 +214,18 @@ pub fn token_workloads(client: &AuthClient, tokens: Arc<Vec<String>>) -> Vec<Wor
             }
         }),
     ]
+}
+
+/// `n` new random credentials of `kind`, in clear.
+pub fn credentials(kind: CredentialKind, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| Credential::generate(kind).expect("random").into_secret())
+        .collect()
+}
+
+/// Lower-case hexadecimal, as auth_pg writes hashes into documents.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A small, fast, deterministic generator for picking requests (xorshift64*).

@@ -352,14 +352,6 @@ mod tests {
             (col::LAST_USED_AT, "last_used_at"),
             (col::POSITION, "position"),
         ];
-        for (attnum, name) in expected {
-            let found = Spi::get_one_with_args::<String>(
-                "SELECT attname::text FROM pg_attribute \
-                 WHERE attrelid = 'auth_pg.api_key_lookup'::regclass AND attnum = $1 AND NOT attisdropped",
-                &[i16::try_from(attnum).expect("small").into()],
-            )
-            .expect("catalog");
-            assert_eq!(found.as_deref(), Some(name));
-        }
+        crate::tests::assert_columns("api_key_lookup", &expected);
     }
 }

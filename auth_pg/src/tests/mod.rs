@@ -42,3 +42,21 @@ pub(crate) fn sqlstate_of(sql: &str) -> Option<PgSqlErrorCode> {
         .execute()
     }
 }
+
+/// Asserts that the attribute numbers the direct reads use name the expected columns of
+/// `auth_pg.{table}`.
+pub(crate) fn assert_columns(table: &str, expected: &[(usize, &str)]) {
+    for &(attnum, name) in expected {
+        let found = Spi::get_one_with_args::<String>(
+            "SELECT attname::text FROM pg_attribute \
+             WHERE attrelid = ('auth_pg.' || $1)::regclass AND attnum = $2 AND NOT attisdropped",
+            &[table.into(), i16::try_from(attnum).expect("small").into()],
+        )
+        .expect("catalog");
+        assert_eq!(
+            found.as_deref(),
+            Some(name),
+            "auth_pg.{table} column {attnum}"
+        );
+    }
+}

@@ -51,6 +51,16 @@ mod tests {
         .expect("a valid session")
     }
 
+    /// Rewrites the session's stored times with `set` (an UPDATE's SET list, in terms of
+    /// `statement_timestamp()`), moving it anywhere in its life.
+    fn move_session(session_id: &str, set: &str) {
+        Spi::run_with_args(
+            &format!("UPDATE auth_pg.sessions SET {set} WHERE session_id = $1"),
+            &[session_id.into()],
+        )
+        .expect("move the session in time");
+    }
+
     fn hot_updates() -> i64 {
         Spi::get_one::<i64>(
             "SELECT pg_stat_get_xact_tuples_hot_updated('auth_pg.sessions'::regclass)",
@@ -100,13 +110,7 @@ mod tests {
     fn statuses_follow_the_deadlines() {
         let token = create("user-2");
         let id = session_id_of(&token);
-        let move_to = |set: &str| {
-            Spi::run_with_args(
-                &format!("UPDATE auth_pg.sessions SET {set} WHERE session_id = $1"),
-                &[id.as_str().into()],
-            )
-            .expect("move the session in time");
-        };
+        let move_to = |set: &str| move_session(&id, set);
         move_to("idle_expires_at = statement_timestamp() + interval '1 second'");
         assert_eq!(status("validate_session", Some(&token)), "valid");
         move_to("idle_expires_at = statement_timestamp()");
@@ -139,13 +143,7 @@ mod tests {
     fn touching_slides_the_idle_deadline_within_the_absolute_one() {
         let token = create("user-3");
         let id = session_id_of(&token);
-        let move_to = |set: &str| {
-            Spi::run_with_args(
-                &format!("UPDATE auth_pg.sessions SET {set} WHERE session_id = $1"),
-                &[id.as_str().into()],
-            )
-            .expect("move the session in time");
-        };
+        let move_to = |set: &str| move_session(&id, set);
 
         // One second before the idle deadline: valid, and the deadline moves to now + 30 min.
         move_to(
@@ -314,19 +312,13 @@ mod tests {
                 1 | 2 => "idle_expires_at = statement_timestamp() - interval '2 hours'",
                 _ => "revoked_at = statement_timestamp() - interval '2 hours'",
             };
-            Spi::run_with_args(
-                &format!("UPDATE auth_pg.sessions SET {set} WHERE session_id = $1"),
-                &[id.as_str().into()],
-            )
-            .expect("age");
+            move_session(id, set);
         }
         // Expired ten minutes ago: kept for the retention period.
-        Spi::run_with_args(
-            "UPDATE auth_pg.sessions SET idle_expires_at = statement_timestamp() - interval '10 minutes' \
-             WHERE session_id = $1",
-            &[session_id_of(&recent).as_str().into()],
-        )
-        .expect("age");
+        move_session(
+            &session_id_of(&recent),
+            "idle_expires_at = statement_timestamp() - interval '10 minutes'",
+        );
 
         assert_eq!(
             Spi::get_one::<i64>("SELECT auth_pg.cleanup_expired_sessions(2)"),
@@ -447,14 +439,6 @@ mod tests {
             (col::ABSOLUTE_EXPIRES_AT, "absolute_expires_at"),
             (col::REVOKED_AT, "revoked_at"),
         ];
-        for (attnum, name) in expected {
-            let found = Spi::get_one_with_args::<String>(
-                "SELECT attname::text FROM pg_attribute \
-                 WHERE attrelid = 'auth_pg.sessions'::regclass AND attnum = $1 AND NOT attisdropped",
-                &[i16::try_from(attnum).expect("small").into()],
-            )
-            .expect("catalog");
-            assert_eq!(found.as_deref(), Some(name));
-        }
+        crate::tests::assert_columns("sessions", &expected);
     }
 }

@@ -274,15 +274,7 @@ mod tests {
             (col::EXPIRES_AT, "expires_at"),
             (col::REVOKED_AT, "revoked_at"),
         ];
-        for (attnum, name) in expected {
-            let found = Spi::get_one_with_args::<String>(
-                "SELECT attname::text FROM pg_attribute \
-                 WHERE attrelid = 'auth_pg.tokens'::regclass AND attnum = $1 AND NOT attisdropped",
-                &[i16::try_from(attnum).expect("small").into()],
-            )
-            .expect("catalog");
-            assert_eq!(found.as_deref(), Some(name));
-        }
+        crate::tests::assert_columns("tokens", &expected);
     }
 
     /// A hash index keeps 32-bit codes: two tokens whose hashes share a code must not be taken
