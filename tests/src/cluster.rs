@@ -111,6 +111,82 @@ impl Cluster {
         cluster
     }
 
+    /// Creates and starts a hot standby streaming from `primary` (a base backup taken with
+    /// `pg_basebackup -R`, so it carries the primary's settings and hash key file).
+    pub fn standby_of(primary: &Cluster) -> Self {
+        let base =
+            std::env::var_os("AUTH_PG_TEST_TMPDIR").map_or_else(std::env::temp_dir, PathBuf::from);
+        let n = CLUSTERS.fetch_add(1, Ordering::SeqCst);
+        let root = base.join(format!("auth_pg-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("create the standby's directory");
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let standby = Self {
+            root,
+            port: free_port(),
+            bindir: primary.bindir.clone(),
+        };
+        standby.chown(&standby.root);
+        let data = standby.data_dir();
+        let host = primary.socket_dir().to_owned();
+        let port = primary.port().to_string();
+        check(
+            "pg_basebackup",
+            standby
+                .as_cluster_user(
+                    &standby.bindir.join("pg_basebackup"),
+                    &[
+                        OsStr::new("-D"),
+                        data.as_os_str(),
+                        OsStr::new("-R"),
+                        OsStr::new("-X"),
+                        OsStr::new("stream"),
+                        // Checkpoint at once rather than wait for a spread one.
+                        OsStr::new("-c"),
+                        OsStr::new("fast"),
+                        OsStr::new("-h"),
+                        host.as_os_str(),
+                        OsStr::new("-p"),
+                        OsStr::new(&port),
+                        OsStr::new("-U"),
+                        OsStr::new("postgres"),
+                    ],
+                )
+                .output(),
+        );
+        // The copied configuration names the primary's port and socket: later lines win.
+        let conf = data.join("postgresql.conf");
+        let mut contents = std::fs::read_to_string(&conf).expect("read postgresql.conf");
+        contents.push_str(&format!(
+            "\n# auth_pg test standby\nport = {}\nunix_socket_directories = '{}'\nhot_standby = on\n",
+            standby.port,
+            standby.root.display()
+        ));
+        std::fs::write(&conf, contents).expect("write postgresql.conf");
+        standby.start_server();
+        standby
+    }
+
+    /// Waits until this standby has replayed everything `primary` has written so far.
+    pub fn catch_up_with(&self, primary: &Cluster) {
+        // Test clusters commit asynchronously and without fsync, so neither the write nor the
+        // flush position is sure to cover commits already made: take the insert position, and
+        // switch to a new WAL segment so that everything before it is written and sent.
+        let target = primary.psql("postgres", "SELECT pg_current_wal_insert_lsn()");
+        primary.psql("postgres", "SELECT pg_switch_wal()");
+        for _ in 0..300 {
+            let caught_up = self.psql(
+                "postgres",
+                &format!("SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn"),
+            );
+            if caught_up == "t" {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the standby did not replay up to {target} within 30 s");
+    }
+
     /// The directory holding the socket (the `host` to connect to).
     pub fn socket_dir(&self) -> &Path {
         &self.root

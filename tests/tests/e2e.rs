@@ -6,5 +6,6 @@ mod e2e {
     mod hash_key;
     mod regress;
     mod sessions;
+    mod standby;
     mod tokens;
 }

@@ -1,0 +1,85 @@
+//! Checks on a hot standby: every check answers there from replicated data, writes nothing,
+//! and sees a revocation once it is replayed; a touch, which must write, says why it cannot.
+
+use std::time::Duration;
+
+use auth_client::reexports::tokio_postgres::error::SqlState;
+use auth_client::{AuthClient, Config, Status};
+use auth_pg_e2e::{Cluster, ClusterOptions, roles};
+
+fn client(cluster: &Cluster, role: &str) -> AuthClient {
+    AuthClient::new(&Config::from_url(&cluster.url(role, "app")).expect("url")).expect("client")
+}
+
+#[tokio::test]
+async fn checks_answer_on_a_hot_standby() {
+    let primary = Cluster::start(&ClusterOptions::default());
+    primary.create_database("app");
+    let admin = client(&primary, roles::ADMIN);
+    let hour = Duration::from_secs(3600);
+    let token = admin
+        .issue_token("user-1", hour, &["read"], None)
+        .await
+        .expect("issue");
+    admin
+        .create_organization("acme", "Acme")
+        .await
+        .expect("create org");
+    let key = admin
+        .create_api_key("acme", "CI", &[], None, None)
+        .await
+        .expect("create key");
+    let session = admin
+        .create_session("user-1", hour, 2 * hour, None)
+        .await
+        .expect("create session");
+
+    let standby = Cluster::standby_of(&primary);
+    standby.catch_up_with(&primary);
+    assert_eq!(standby.psql("app", "SELECT pg_is_in_recovery()"), "t");
+    let replica = client(&standby, roles::VALIDATOR);
+    let check = || async {
+        (
+            replica
+                .validate_token(token.expose_secret())
+                .await
+                .expect("validate_token")
+                .status,
+            replica
+                .validate_api_key(key.key.expose_secret())
+                .await
+                .expect("validate_api_key")
+                .status,
+            replica
+                .validate_session(session.expose_secret())
+                .await
+                .expect("validate_session")
+                .status,
+        )
+    };
+    assert_eq!(check().await, (Status::Valid, Status::Valid, Status::Valid));
+    let err = replica
+        .touch_session(session.expose_secret())
+        .await
+        .expect_err("a touch writes");
+    assert_eq!(err.code(), Some(&SqlState::READ_ONLY_SQL_TRANSACTION));
+
+    // Revocations on the primary reach the standby's answers once replayed.
+    admin
+        .revoke_token(token.expose_secret())
+        .await
+        .expect("revoke");
+    admin
+        .revoke_api_key("acme", &key.key_id)
+        .await
+        .expect("revoke");
+    admin
+        .revoke_session(session.expose_secret())
+        .await
+        .expect("revoke");
+    standby.catch_up_with(&primary);
+    assert_eq!(
+        check().await,
+        (Status::Revoked, Status::Revoked, Status::Revoked)
+    );
+}
