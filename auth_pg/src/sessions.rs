@@ -6,7 +6,7 @@
 //! `auth_pg.session_touch_interval`: a busy session costs one write a minute, not one a
 //! request. The write changes only columns no index covers, so it is a HOT update.
 
-use auth_core::input::{self, IntervalParts};
+use auth_core::input;
 use auth_core::{CredentialKind, Invalidation};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -19,7 +19,7 @@ use crate::error::{AuthPgError, OrRaise};
 use crate::fmgr::{self, CompositeResult, function_info_v1};
 use crate::gucs::{self, SessionLimitAction};
 use crate::storage::{self, KeyLookup, Rel, Row};
-use crate::tokens::{check_metadata, generate, write_one};
+use crate::tokens::{check_metadata, generate, interval_parts, write_one};
 use crate::{hash_key, notify};
 
 /// Attribute numbers of `auth_pg.sessions`, checked against the catalog by a test.
@@ -284,14 +284,6 @@ fn record_activity(
     }
 }
 
-fn interval_parts(interval: Option<Interval>) -> Option<IntervalParts> {
-    interval.map(|i| IntervalParts {
-        months: i.months(),
-        days: i.days(),
-        micros: i.micros(),
-    })
-}
-
 /// Starts a session for `user_id` and returns its token, shown this once: only its hash is
 /// stored. The session ends after `idle_timeout` without a touch, and after `absolute_timeout`
 /// whatever happens. `metadata` holds what the caller knows (address, user agent, device).
@@ -305,9 +297,9 @@ fn create_session(
 ) -> String {
     const FUNCTION: &str = "create_session";
     let user_id = input::check_user_id(user_id).or_raise(FUNCTION);
-    let (idle, absolute) = input::check_session_timeouts(
-        interval_parts(idle_timeout),
-        interval_parts(absolute_timeout),
+    input::check_session_timeouts(
+        interval_parts(idle_timeout.as_ref()),
+        interval_parts(absolute_timeout.as_ref()),
         "auth_pg.max_session_lifetime",
         gucs::max_session_lifetime_seconds(),
     )
@@ -316,9 +308,8 @@ fn create_session(
 
     let now = TimestampWithTimeZone::try_from(statement_time())
         .expect("the statement's start time is a valid timestamp");
-    let idle = Interval::new(idle.months, idle.days, idle.micros).expect("checked interval");
-    let absolute =
-        Interval::new(absolute.months, absolute.days, absolute.micros).expect("checked interval");
+    let idle = idle_timeout.expect("check_session_timeouts refuses NULL");
+    let absolute = absolute_timeout.expect("check_session_timeouts refuses NULL");
     let absolute_expires_at = now + absolute;
     let idle_expires_at = now + idle;
     let idle_expires_at = if idle_expires_at.into_inner() > absolute_expires_at.into_inner() {

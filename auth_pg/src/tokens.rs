@@ -113,6 +113,17 @@ pub(crate) fn check_metadata(metadata: Option<JsonB>, function: &'static str) ->
     Some(metadata)
 }
 
+/// An interval's parts, for the checks of `auth_core::input`. The interval itself is what gets
+/// added to times: its parts may have mixed signs ('1 month -1 day'), which pgrx's
+/// `Interval::new` refuses.
+pub(crate) fn interval_parts(interval: Option<&Interval>) -> Option<IntervalParts> {
+    interval.map(|i| IntervalParts {
+        months: i.months(),
+        days: i.days(),
+        micros: i.micros(),
+    })
+}
+
 /// Runs a data-modifying statement and returns the first column of its first row, if any.
 pub(crate) fn write_one<T: FromDatum + IntoDatum>(
     query: &str,
@@ -148,25 +159,21 @@ fn issue_token(
 ) -> String {
     const FUNCTION: &str = "issue_token";
     let user_id = input::check_user_id(user_id).or_raise(FUNCTION);
-    let ttl = input::check_lifetime(
+    input::check_lifetime(
         "ttl",
-        ttl.map(|ttl| IntervalParts {
-            months: ttl.months(),
-            days: ttl.days(),
-            micros: ttl.micros(),
-        }),
+        interval_parts(ttl.as_ref()),
         "auth_pg.max_token_ttl",
         gucs::max_token_ttl_seconds(),
     )
     .or_raise(FUNCTION);
+    let ttl = ttl.expect("check_lifetime refuses NULL");
     let scopes =
         input::normalize_scopes(scopes.iter().flat_map(|array| array.iter())).or_raise(FUNCTION);
     let metadata = check_metadata(metadata, FUNCTION);
 
     let now = TimestampWithTimeZone::try_from(statement_time())
         .expect("the statement's start time is a valid timestamp");
-    let interval = Interval::new(ttl.months, ttl.days, ttl.micros).expect("checked interval");
-    let expires_at = now + interval;
+    let expires_at = now + ttl;
     if expires_at.into_inner() <= now.into_inner() {
         // Calendar arithmetic can undo a positive-looking interval ('1 month -30 days' in
         // February): judge by where it lands.

@@ -425,6 +425,23 @@ mod tests {
         );
     }
 
+    /// Intervals whose parts have mixed signs are ordinary PostgreSQL intervals: judged by their
+    /// length, never an internal error.
+    #[pg_test]
+    fn mixed_sign_intervals_are_judged_by_length() {
+        let created = Spi::get_one::<bool>(
+            "SELECT auth_pg.create_session('u', '1 month -1 day', '2 months -1 day') IS NOT NULL",
+        );
+        assert_eq!(created, Ok(Some(true)));
+        let issued =
+            Spi::get_one::<bool>("SELECT auth_pg.issue_token('u', '1 month -1 day') IS NOT NULL");
+        assert_eq!(issued, Ok(Some(true)));
+        assert_eq!(
+            sqlstate_of("SELECT auth_pg.create_session('u', '-1 month 31 days', '1 hour')"),
+            Some(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE)
+        );
+    }
+
     #[pg_test]
     fn session_columns_match_the_catalog() {
         let expected = [
