@@ -9,8 +9,7 @@ use auth_client::reexports::tokio_postgres::error::SqlState;
 use auth_client::{AuthClient, Config, Credential, CredentialKind, Status};
 use auth_core::Invalidation;
 use auth_pg_e2e::{Cluster, ClusterOptions, TestDb, roles};
-use futures_util::future::poll_fn;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::NoTls;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -335,33 +334,11 @@ async fn concurrent_changes_to_one_organization_lose_nothing() {
     assert_in_step(&db);
 }
 
-async fn next(receiver: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> Invalidation {
-    let payload = tokio::time::timeout(Duration::from_secs(10), receiver.recv())
-        .await
-        .expect("a notification")
-        .expect("open");
-    Invalidation::from_payload(&payload).expect("a known payload")
-}
-
 #[tokio::test]
 async fn changes_are_announced_with_ids_only() {
     let db = TestDb::new("api_key_notify");
     let admin = db.client(roles::ADMIN);
-    let (listener, mut connection) = tokio_postgres::connect(&db.url(roles::NOBODY), NoTls)
-        .await
-        .expect("connect");
-    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(Ok(message)) = poll_fn(|cx| connection.poll_message(cx)).await {
-            if let AsyncMessage::Notification(n) = message {
-                let _ = sender.send(n.payload().to_owned());
-            }
-        }
-    });
-    listener
-        .batch_execute("LISTEN auth_pg_invalidate")
-        .await
-        .expect("listen");
+    let mut events = db.listen(roles::NOBODY).await;
 
     admin
         .create_organization("acme", "Acme")
@@ -376,7 +353,7 @@ async fn changes_are_announced_with_ids_only() {
         .await
         .expect("rotate");
     assert_eq!(
-        next(&mut receiver).await,
+        events.next().await,
         Invalidation::ApiKeyRotated {
             org_id: "acme".into(),
             key_id: key.key_id.clone(),
@@ -388,7 +365,7 @@ async fn changes_are_announced_with_ids_only() {
         .await
         .expect("revoke");
     assert_eq!(
-        next(&mut receiver).await,
+        events.next().await,
         Invalidation::ApiKeyRevoked {
             org_id: "acme".into(),
             key_id: rotated.key_id.clone()
@@ -396,14 +373,14 @@ async fn changes_are_announced_with_ids_only() {
     );
     db.psql("UPDATE auth_pg.organizations SET api_keys = '[]' WHERE org_id = 'acme'");
     assert_eq!(
-        next(&mut receiver).await,
+        events.next().await,
         Invalidation::OrganizationKeysChanged {
             org_id: "acme".into()
         }
     );
     admin.delete_organization("acme").await.expect("delete");
     assert_eq!(
-        next(&mut receiver).await,
+        events.next().await,
         Invalidation::OrganizationKeysChanged {
             org_id: "acme".into()
         }
