@@ -94,6 +94,13 @@ pub enum InputError {
     /// An idle timeout is longer than the absolute timeout it must fit in.
     #[error("idle_timeout must not be longer than absolute_timeout")]
     IdleLongerThanAbsolute,
+    /// A permission name is not segments separated by `:` with `*` only as the whole last
+    /// segment.
+    #[error("{argument} must be names separated by ':', with '*' only as the whole last part")]
+    BadPermission {
+        /// The parameter.
+        argument: &'static str,
+    },
     /// A JSON argument is not a JSON object.
     #[error("{argument} must be a JSON object")]
     NotAnObject {

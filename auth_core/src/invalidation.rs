@@ -52,6 +52,22 @@ pub enum Invalidation {
         /// The user.
         user_id: String,
     },
+    /// A role was assigned to or unassigned from a user. `org_id` is `None` for a global
+    /// assignment, which changes the user's permissions in every organization.
+    UserRolesChanged {
+        /// The user.
+        user_id: String,
+        /// The organization, or `None` for everywhere.
+        org_id: Option<String>,
+    },
+    /// A role's permissions or parents changed, or it was deleted: the permissions of every
+    /// user who holds it, or a role that inherits from it, may have changed.
+    RoleChanged {
+        /// The role's name.
+        role: String,
+        /// The role's organization, or `None` for a global role.
+        org_id: Option<String>,
+    },
     /// An organization's keys changed in a way no finer event describes (its document was
     /// edited by hand, or the organization was deleted): forget all its keys.
     OrganizationKeysChanged {
@@ -105,6 +121,20 @@ mod tests {
                     user_id: "u1".into(),
                 },
                 r#"{"event":"user_sessions_revoked","user_id":"u1"}"#,
+            ),
+            (
+                Invalidation::UserRolesChanged {
+                    user_id: "u1".into(),
+                    org_id: Some("acme".into()),
+                },
+                r#"{"event":"user_roles_changed","user_id":"u1","org_id":"acme"}"#,
+            ),
+            (
+                Invalidation::RoleChanged {
+                    role: "editor".into(),
+                    org_id: None,
+                },
+                r#"{"event":"role_changed","role":"editor","org_id":null}"#,
             ),
         ];
         for (invalidation, payload) in cases {

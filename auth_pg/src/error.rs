@@ -61,6 +61,18 @@ pub(crate) enum AuthPgError {
     /// `auth_pg.session_limit_action` is `refuse`.
     #[error("the user is at auth_pg.max_sessions_per_user ({limit} sessions in force)")]
     SessionLimit { limit: i64 },
+    /// No role has the given name (in the organization, or among global roles).
+    #[error("{argument} names no {}", if *.global { "global role" } else { "role of the organization nor global role" })]
+    UnknownRole {
+        argument: &'static str,
+        global: bool,
+    },
+    /// A role of that name exists already, in the same scope or the other one.
+    #[error("{}", if *.same_scope { "a role with this name exists already" } else { "a global role and an organization's role cannot share a name" })]
+    RoleExists { same_scope: bool },
+    /// The parent already inherits from the role.
+    #[error("a role cannot be its own ancestor: the parent already inherits from the role")]
+    RoleCycle,
     /// The extension's own objects are missing or altered.
     #[error("auth_pg's relation {name} is missing")]
     MissingRelation { name: String },
@@ -85,6 +97,9 @@ impl AuthPgError {
             Self::Document(_) => ERRCODE_INVALID_PARAMETER_VALUE,
             Self::UnknownOrganization | Self::UnknownApiKey => ERRCODE_NO_DATA_FOUND,
             Self::OrganizationExists => ERRCODE_UNIQUE_VIOLATION,
+            Self::UnknownRole { .. } => ERRCODE_UNDEFINED_OBJECT,
+            Self::RoleExists { .. } => ERRCODE_DUPLICATE_OBJECT,
+            Self::RoleCycle => ERRCODE_INVALID_GRANT_OPERATION,
             Self::ApiKeyNotRotatable { .. } | Self::DocumentOutOfStep => {
                 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
@@ -111,6 +126,9 @@ impl AuthPgError {
             Self::Input(InputError::TooLongInterval { setting, .. }) => {
                 format!("Pass a shorter interval; the maximum is the setting {setting}.")
             }
+            Self::Input(InputError::BadPermission { .. }) => "Name permissions like \
+                documents:read; grant a family with documents:* and everything with *."
+                .into(),
             Self::Input(InputError::NotAnObject { .. }) => {
                 "Pass a JSON object, such as '{\"ip\": \"203.0.113.7\"}', or NULL.".into()
             }
@@ -154,6 +172,14 @@ impl AuthPgError {
             }
             Self::DocumentOutOfStep => "Rebuild the organization's rows from its document: UPDATE \
                 auth_pg.organizations SET api_keys = api_keys WHERE org_id = ...;"
+                .into(),
+            Self::UnknownRole { .. } => "Create it with auth_pg.create_role(name, org_id); list \
+                roles with SELECT name, org_id FROM auth_pg.roles. An organization's roles can be \
+                used only in that organization, and a global role's parents are global."
+                .into(),
+            Self::RoleExists { .. } => "Choose another name.".into(),
+            Self::RoleCycle => "Remove the path from the parent up to the role first \
+                (auth_pg.remove_role_parent), or choose another parent."
                 .into(),
             Self::MissingRelation { .. } => {
                 "Reinstall the extension: DROP EXTENSION auth_pg; CREATE EXTENSION auth_pg;".into()

@@ -1,9 +1,9 @@
 //! auth_pg: the hot paths of authentication, inside PostgreSQL.
 //!
 //! SQL is the public interface; this crate is the thin layer between it and the pure logic in
-//! `auth_core`. Each module owns one capability (`tokens`, `api_keys`, `sessions`) or one piece
-//! of plumbing (`gucs`, `error`, `fmgr`, `check`, `hash_key`, `storage`, `usage`, `worker`,
-//! `notify`, `audit`).
+//! `auth_core`. Each module owns one capability (`tokens`, `api_keys`, `sessions`,
+//! `permissions`) or one piece of plumbing (`gucs`, `error`, `fmgr`, `check`, `hash_key`,
+//! `storage`, `usage`, `worker`, `notify`, `audit`).
 //!
 //! Functions that read or write the extension's tables are `SECURITY DEFINER` with
 //! `search_path` pinned to `pg_catalog, pg_temp`; every name they use in SQL is
@@ -20,6 +20,7 @@ mod fmgr;
 mod gucs;
 mod hash_key;
 mod notify;
+mod permissions;
 mod sessions;
 mod storage;
 mod tokens;
@@ -39,6 +40,10 @@ extension_sql_file!(
 extension_sql_file!("../../sql/schema/tokens.sql", name = "tokens_schema");
 extension_sql_file!("../../sql/schema/api_keys.sql", name = "api_keys_schema");
 extension_sql_file!("../../sql/schema/sessions.sql", name = "sessions_schema");
+extension_sql_file!(
+    "../../sql/schema/permissions.sql",
+    name = "permissions_schema"
+);
 extension_sql_file!(
     "../../sql/schema/privileges.sql",
     name = "privileges",

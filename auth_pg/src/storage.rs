@@ -27,10 +27,12 @@ pub(crate) enum Rel {
     ApiKeyLookupHashIndex,
     Sessions,
     SessionsHashIndex,
+    UserGrants,
+    UserGrantsKeyIndex,
 }
 
 impl Rel {
-    const COUNT: usize = 6;
+    const COUNT: usize = 8;
 
     fn name(self) -> &'static CStr {
         match self {
@@ -40,6 +42,8 @@ impl Rel {
             Self::ApiKeyLookupHashIndex => c"api_key_lookup_key_hash_idx",
             Self::Sessions => c"sessions",
             Self::SessionsHashIndex => c"sessions_session_hash_idx",
+            Self::UserGrants => c"user_grants",
+            Self::UserGrantsKeyIndex => c"user_grants_grant_key_idx",
         }
     }
 }
@@ -295,6 +299,41 @@ impl Row<'_> {
         unsafe {
             let value = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
             Some(pgrx::varlena::varlena_to_byte_slice(value))
+        }
+    }
+
+    /// A `text[]` attribute's elements, borrowed from the row (NULL elements are skipped), or
+    /// `None` for NULL. Read in storage order; the array is detoasted into the current memory
+    /// context, which lives at least as long as the row.
+    pub(crate) fn text_array(&self, attno: usize) -> Option<Vec<&[u8]>> {
+        let datum = self.datum(attno)?;
+        // SAFETY: the attribute is a `text[]` (callers use the column constants checked against
+        // the catalog); deconstruct_array palloc's its outputs in the current memory context
+        // and the element datums point into the detoasted array, which lives as long.
+        unsafe {
+            let array = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<pg_sys::ArrayType>();
+            let mut values: *mut Datum = std::ptr::null_mut();
+            let mut nulls: *mut bool = std::ptr::null_mut();
+            let mut count: i32 = 0;
+            pg_sys::deconstruct_array(
+                array,
+                pg_sys::TEXTOID,
+                -1,
+                false,
+                pg_sys::TYPALIGN_INT as std::ffi::c_char,
+                &mut values,
+                &mut nulls,
+                &mut count,
+            );
+            let count = usize::try_from(count).unwrap_or(0);
+            let mut out = Vec::with_capacity(count);
+            for i in 0..count {
+                if !*nulls.add(i) {
+                    let text = pg_sys::pg_detoast_datum_packed((*values.add(i)).cast_mut_ptr());
+                    out.push(pgrx::varlena::varlena_to_byte_slice(text));
+                }
+            }
+            Some(out)
         }
     }
 

@@ -19,7 +19,11 @@ GRANT EXECUTE ON FUNCTION
     auth_pg.validate_api_key(text),
     auth_pg.validate_api_keys(text[]),
     auth_pg.validate_session(text),
-    auth_pg.touch_session(text)
+    auth_pg.touch_session(text),
+    auth_pg.has_permission(text, text, text),
+    auth_pg.has_permissions(text, text[], text, boolean),
+    auth_pg.user_permissions(text, text),
+    auth_pg.user_roles(text, text)
 TO auth_pg_validator;
 
 -- Administration.
@@ -39,6 +43,18 @@ GRANT EXECUTE ON FUNCTION
     auth_pg.revoke_session_by_id(text),
     auth_pg.revoke_user_sessions(text),
     auth_pg.list_user_sessions(text),
-    auth_pg.cleanup_expired_sessions(integer)
+    auth_pg.cleanup_expired_sessions(integer),
+    auth_pg.create_role(text, text, text),
+    auth_pg.delete_role(text, text),
+    auth_pg.add_role_parent(text, text, text),
+    auth_pg.remove_role_parent(text, text, text),
+    auth_pg.grant_permission(text, text, text),
+    auth_pg.revoke_permission(text, text, text),
+    auth_pg.assign_role(text, text, text),
+    auth_pg.unassign_role(text, text, text)
 TO auth_pg_admin;
 GRANT SELECT ON auth_pg.audit_events TO auth_pg_admin;
+-- Roles are read directly; they are changed only through the functions above, which keep the
+-- derived tables (role_closure, user_grants) exact.
+GRANT SELECT ON auth_pg.roles, auth_pg.role_parents, auth_pg.role_permissions, auth_pg.user_roles
+TO auth_pg_admin;
