@@ -6,6 +6,7 @@ mod api_keys;
 mod client;
 mod config;
 mod error;
+mod permissions;
 mod sessions;
 mod status;
 mod tokens;

@@ -10,6 +10,17 @@ use auth_core::InputError;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
+/// Where a role was looked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RoleScope {
+    /// Among global roles only.
+    Global,
+    /// Among the roles of one organization only.
+    Organization,
+    /// Among the roles of one organization, then the global ones.
+    OrganizationOrGlobal,
+}
+
 /// Everything auth_pg raises.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum AuthPgError {
@@ -62,10 +73,14 @@ pub(crate) enum AuthPgError {
     #[error("the user is at auth_pg.max_sessions_per_user ({limit} sessions in force)")]
     SessionLimit { limit: i64 },
     /// No role has the given name (in the organization, or among global roles).
-    #[error("{argument} names no {}", if *.global { "global role" } else { "role of the organization nor global role" })]
+    #[error("{argument} names no {}", match .scope {
+        RoleScope::Global => "global role",
+        RoleScope::Organization => "role of the organization",
+        RoleScope::OrganizationOrGlobal => "role of the organization nor any global role",
+    })]
     UnknownRole {
         argument: &'static str,
-        global: bool,
+        scope: RoleScope,
     },
     /// A role of that name exists already, in the same scope or the other one.
     #[error("{}", if *.same_scope { "a role with this name exists already" } else { "a global role and an organization's role cannot share a name" })]

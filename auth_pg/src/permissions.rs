@@ -20,7 +20,7 @@ use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiError};
 
 use crate::audit::{self, AuditEvent};
-use crate::error::{AuthPgError, OrRaise};
+use crate::error::{AuthPgError, OrRaise, RoleScope};
 use crate::fmgr::{self, function_info_v1};
 use crate::notify;
 use crate::storage::{KeyLookup, Rel};
@@ -275,11 +275,11 @@ impl<'conn, 'c> Change<'conn, 'c> {
             &args,
         )
         .unwrap_or_else(|| {
-            AuthPgError::UnknownRole {
-                argument,
-                global: org_id.is_none(),
-            }
-            .raise(self.function)
+            let scope = match org_id {
+                Some(_) => RoleScope::Organization,
+                None => RoleScope::Global,
+            };
+            AuthPgError::UnknownRole { argument, scope }.raise(self.function)
         })
     }
 
@@ -295,11 +295,11 @@ impl<'conn, 'c> Change<'conn, 'c> {
             &args,
         )
         .unwrap_or_else(|| {
-            AuthPgError::UnknownRole {
-                argument,
-                global: org_id.is_none(),
-            }
-            .raise(self.function)
+            let scope = match org_id {
+                Some(_) => RoleScope::OrganizationOrGlobal,
+                None => RoleScope::Global,
+            };
+            AuthPgError::UnknownRole { argument, scope }.raise(self.function)
         })
     }
 

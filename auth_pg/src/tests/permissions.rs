@@ -198,11 +198,7 @@ mod tests {
             "documents:read",
             Some(&"o".repeat(100_000))
         ));
-        assert!(!has(
-            Some("ada"),
-            "documents:'--\";DROP",
-            Some("acme")
-        ));
+        assert!(!has(Some("ada"), "documents:'--\";DROP", Some("acme")));
         for bad in [
             "SELECT auth_pg.has_permission('ada', NULL, 'acme')",
             "SELECT auth_pg.has_permission('ada', '', 'acme')",

@@ -15,11 +15,16 @@ const REGRESS: &[&str] = &[
     "tokens",
     "api_keys",
     "sessions",
+    "permissions",
     "privileges",
     "search_path",
 ];
 
-const ISOLATION: &[&str] = &["session_touch_revoke", "session_limit"];
+const ISOLATION: &[&str] = &[
+    "session_touch_revoke",
+    "session_limit",
+    "permission_changes",
+];
 
 /// Runs `runner` (a program of PostgreSQL's regression suite) on `tests` from `input` in a new
 /// database made from `template`, and fails with the differences if any test's output differs

@@ -1,4 +1,4 @@
-//! Checks on a hot standby: every check answers there from replicated data, writes nothing,
+//! Checks on a hot standby: every check (permissions included) answers there from replicated data, writes nothing,
 //! and sees a revocation once it is replayed; a touch, which must write, says why it cannot.
 
 use std::time::Duration;
@@ -34,12 +34,29 @@ async fn checks_answer_on_a_hot_standby() {
         .await
         .expect("create session");
 
+    admin
+        .create_role("reader", None, None)
+        .await
+        .expect("create role");
+    admin
+        .grant_permission("reader", "reports:*", None)
+        .await
+        .expect("grant");
+    admin
+        .assign_role("user-1", "reader", Some("acme"))
+        .await
+        .expect("assign");
+
     let standby = Cluster::standby_of(&primary);
     standby.catch_up_with(&primary);
     assert_eq!(standby.psql("app", "SELECT pg_is_in_recovery()"), "t");
     let replica = client(&standby, roles::VALIDATOR);
     let check = || async {
         (
+            replica
+                .has_permission("user-1", "reports:export", Some("acme"))
+                .await
+                .expect("has_permission"),
             replica
                 .validate_token(token.expose_secret())
                 .await
@@ -57,7 +74,10 @@ async fn checks_answer_on_a_hot_standby() {
                 .status,
         )
     };
-    assert_eq!(check().await, (Status::Valid, Status::Valid, Status::Valid));
+    assert_eq!(
+        check().await,
+        (true, Status::Valid, Status::Valid, Status::Valid)
+    );
     let err = replica
         .touch_session(session.expose_secret())
         .await
@@ -77,9 +97,13 @@ async fn checks_answer_on_a_hot_standby() {
         .revoke_session(session.expose_secret())
         .await
         .expect("revoke");
+    admin
+        .unassign_role("user-1", "reader", Some("acme"))
+        .await
+        .expect("unassign");
     standby.catch_up_with(&primary);
     assert_eq!(
         check().await,
-        (Status::Revoked, Status::Revoked, Status::Revoked)
+        (false, Status::Revoked, Status::Revoked, Status::Revoked)
     );
 }

@@ -29,6 +29,14 @@ CREATE TEMP TABLE tokens (token_hash bytea, user_id text, revoked_at timestamptz
 CREATE TEMP TABLE audit_events (action text);
 CREATE TEMP TABLE organizations (org_id text, name text, api_keys jsonb);
 CREATE TEMP TABLE api_key_lookup (key_hash bytea, org_id text, key_id text, position int);
+CREATE TABLE evil.roles (role_id bigint, name text, org_id text);
+CREATE TABLE evil.user_grants (grant_key bytea, user_id text, org_id text, roles text[], permissions text[]);
+CREATE FUNCTION evil.always(bigint, bigint) RETURNS boolean LANGUAGE sql AS $$ SELECT true $$;
+CREATE OPERATOR evil.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.always);
+CREATE FUNCTION evil.convert_to(text, name) RETURNS bytea LANGUAGE sql AS $$ SELECT '\x00'::bytea $$;
+CREATE TEMP TABLE roles (role_id bigint, name text, org_id text);
+CREATE TEMP TABLE user_roles (user_id text, org_id text, role_id bigint);
+CREATE TEMP TABLE permission_state (version bigint);
 SET search_path = evil, pg_catalog, auth_pg;
 
 SELECT auth_pg.issue_token('victim', '1 hour') AS victim \gset
@@ -61,15 +69,29 @@ SELECT status, revoked_at, last_activity_at > created_at AS touched, idle_expire
 FROM auth_pg.list_user_sessions('victim');
 SELECT status FROM auth_pg.validate_session(:'victim_session');
 SELECT status FROM auth_pg.validate_session(:'attacker_session');
+-- The same for roles and permissions.
+SELECT auth_pg.create_role('victim-role', 'victim-org'), auth_pg.create_role('victim-parent');
+SELECT auth_pg.add_role_parent('victim-role', 'victim-parent', 'victim-org');
+SELECT auth_pg.grant_permission('victim-parent', 'reports:read');
+SELECT auth_pg.assign_role('victim', 'victim-role', 'victim-org');
+SELECT auth_pg.assign_role('attacker', 'victim-parent', 'attacker-org');
+SELECT auth_pg.unassign_role('attacker', 'victim-parent', 'attacker-org');
+SELECT auth_pg.has_permission('victim', 'reports:read', 'victim-org') AS victim_reads,
+       auth_pg.has_permission('attacker', 'reports:read', 'attacker-org') AS attacker_reads;
+SELECT * FROM auth_pg.user_roles('victim', 'victim-org');
 SELECT (SELECT count(*) FROM evil.tokens) + (SELECT count(*) FROM evil.organizations)
        + (SELECT count(*) FROM evil.api_key_lookup)
-       + (SELECT count(*) FROM evil.sessions) AS shadow_rows;
+       + (SELECT count(*) FROM evil.sessions) + (SELECT count(*) FROM evil.roles)
+       + (SELECT count(*) FROM evil.user_grants) AS shadow_rows;
 SELECT (SELECT count(*) FROM pg_temp.tokens) + (SELECT count(*) FROM pg_temp.organizations)
        + (SELECT count(*) FROM pg_temp.api_key_lookup)
-       + (SELECT count(*) FROM pg_temp.sessions) AS temp_rows;
+       + (SELECT count(*) FROM pg_temp.sessions) + (SELECT count(*) FROM pg_temp.roles)
+       + (SELECT count(*) FROM pg_temp.user_roles)
+       + (SELECT count(*) FROM pg_temp.permission_state) AS temp_rows;
 RESET search_path;
 -- Every act was audited in auth_pg's table.
 SELECT action FROM auth_pg.audit_events
-WHERE user_id IN ('victim', 'attacker', 'nobody-at-all') OR org_id = 'victim-org' ORDER BY event_id;
+WHERE user_id IN ('victim', 'attacker', 'nobody-at-all') OR org_id = 'victim-org'
+   OR subject_id = 'victim-parent' ORDER BY event_id;
 RESET ROLE;
 DROP SCHEMA evil CASCADE;

@@ -1,0 +1,186 @@
+//! Roles and permissions: checks, the effective sets, and administration.
+//!
+//! Organizations are the application's ids. `org: None` means "global": a check with no
+//! organization sees only the roles a user holds everywhere, and a role created or assigned
+//! with no organization is a global one.
+
+use crate::{AuthClient, Error};
+
+const HAS_PERMISSION: &str = "SELECT auth_pg.has_permission($1, $2, $3)";
+const HAS_PERMISSIONS: &str = "SELECT auth_pg.has_permissions($1, $2, $3, $4)";
+const USER_PERMISSIONS: &str =
+    "SELECT pg_catalog.array_agg(p) FROM auth_pg.user_permissions($1, $2) AS p";
+const USER_ROLES: &str = "SELECT pg_catalog.array_agg(r) FROM auth_pg.user_roles($1, $2) AS r";
+const CREATE_ROLE: &str = "SELECT auth_pg.create_role($1, $2, $3)";
+const DELETE_ROLE: &str = "SELECT auth_pg.delete_role($1, $2)";
+const ADD_ROLE_PARENT: &str = "SELECT auth_pg.add_role_parent($1, $2, $3)";
+const REMOVE_ROLE_PARENT: &str = "SELECT auth_pg.remove_role_parent($1, $2, $3)";
+const GRANT_PERMISSION: &str = "SELECT auth_pg.grant_permission($1, $2, $3)";
+const REVOKE_PERMISSION: &str = "SELECT auth_pg.revoke_permission($1, $2, $3)";
+const ASSIGN_ROLE: &str = "SELECT auth_pg.assign_role($1, $2, $3)";
+const UNASSIGN_ROLE: &str = "SELECT auth_pg.unassign_role($1, $2, $3)";
+
+impl AuthClient {
+    /// Whether `user_id` holds `permission` in `org` (or, with `None`, everywhere), directly,
+    /// through a parent role, or through a wildcard (`documents:*`, `*`). Answered from the
+    /// state committed when the call runs: a change made by anyone is seen by the next call.
+    /// Needs the `auth_pg_validator` role.
+    ///
+    /// Fails with SQLSTATE 22023 for a permission that is not names separated by `:` (with `*`
+    /// only as the whole last part), 22001 for one longer than 256 bytes.
+    pub async fn has_permission(
+        &self,
+        user_id: &str,
+        permission: &str,
+        org: Option<&str>,
+    ) -> Result<bool, Error> {
+        Ok(self
+            .query_one(HAS_PERMISSION, &[&user_id, &permission, &org])
+            .await?
+            .try_get(0)?)
+    }
+
+    /// Whether `user_id` holds all of `permissions` in `org` (`require_all`), or any of them.
+    pub async fn has_permissions(
+        &self,
+        user_id: &str,
+        permissions: &[&str],
+        org: Option<&str>,
+        require_all: bool,
+    ) -> Result<bool, Error> {
+        Ok(self
+            .query_one(
+                HAS_PERMISSIONS,
+                &[&user_id, &permissions, &org, &require_all],
+            )
+            .await?
+            .try_get(0)?)
+    }
+
+    /// The user's effective permissions in `org`: sorted by bytes, without duplicates,
+    /// inherited and global ones included, wildcards as granted.
+    pub async fn user_permissions(
+        &self,
+        user_id: &str,
+        org: Option<&str>,
+    ) -> Result<Vec<String>, Error> {
+        let row = self.query_one(USER_PERMISSIONS, &[&user_id, &org]).await?;
+        Ok(row
+            .try_get::<_, Option<Vec<String>>>(0)?
+            .unwrap_or_default())
+    }
+
+    /// The user's effective roles in `org`: those held there or everywhere, and their
+    /// ancestors; sorted by bytes.
+    pub async fn user_roles(&self, user_id: &str, org: Option<&str>) -> Result<Vec<String>, Error> {
+        let row = self.query_one(USER_ROLES, &[&user_id, &org]).await?;
+        Ok(row
+            .try_get::<_, Option<Vec<String>>>(0)?
+            .unwrap_or_default())
+    }
+
+    /// Creates a role of `org`, or a global one. Needs the `auth_pg_admin` role; every change
+    /// below is announced on `auth_pg_invalidate` and recorded in the audit trail.
+    ///
+    /// Fails with SQLSTATE 42710 when the name is taken in that scope, or when a global role and
+    /// an organization's role would share it.
+    pub async fn create_role(
+        &self,
+        name: &str,
+        org: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<(), Error> {
+        self.query_one(CREATE_ROLE, &[&name, &org, &description])
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a role with its grants, links and assignments; false when there was none.
+    pub async fn delete_role(&self, name: &str, org: Option<&str>) -> Result<bool, Error> {
+        Ok(self
+            .query_one(DELETE_ROLE, &[&name, &org])
+            .await?
+            .try_get(0)?)
+    }
+
+    /// Makes the role `role` of `org` inherit from `parent` (the organization's role of that
+    /// name, else the global one); false when it already did. Fails with SQLSTATE 0LP01 when
+    /// `parent` already inherits from `role`, 42704 when either is unknown.
+    pub async fn add_role_parent(
+        &self,
+        role: &str,
+        parent: &str,
+        org: Option<&str>,
+    ) -> Result<bool, Error> {
+        Ok(self
+            .query_one(ADD_ROLE_PARENT, &[&role, &parent, &org])
+            .await?
+            .try_get(0)?)
+    }
+
+    /// Stops `role` inheriting from `parent`; false when it did not.
+    pub async fn remove_role_parent(
+        &self,
+        role: &str,
+        parent: &str,
+        org: Option<&str>,
+    ) -> Result<bool, Error> {
+        Ok(self
+            .query_one(REMOVE_ROLE_PARENT, &[&role, &parent, &org])
+            .await?
+            .try_get(0)?)
+    }
+
+    /// Grants `permission` to the role `role` of `org`; false when it already had it.
+    pub async fn grant_permission(
+        &self,
+        role: &str,
+        permission: &str,
+        org: Option<&str>,
+    ) -> Result<bool, Error> {
+        Ok(self
+            .query_one(GRANT_PERMISSION, &[&role, &permission, &org])
+            .await?
+            .try_get(0)?)
+    }
+
+    /// Revokes a permission granted to the role directly; false when it did not have it.
+    pub async fn revoke_permission(
+        &self,
+        role: &str,
+        permission: &str,
+        org: Option<&str>,
+    ) -> Result<bool, Error> {
+        Ok(self
+            .query_one(REVOKE_PERMISSION, &[&role, &permission, &org])
+            .await?
+            .try_get(0)?)
+    }
+
+    /// Gives `role` to `user_id` in `org`, or everywhere with `None` (a global role only);
+    /// false when the user already held it there.
+    pub async fn assign_role(
+        &self,
+        user_id: &str,
+        role: &str,
+        org: Option<&str>,
+    ) -> Result<bool, Error> {
+        Ok(self
+            .query_one(ASSIGN_ROLE, &[&user_id, &role, &org])
+            .await?
+            .try_get(0)?)
+    }
+
+    /// Takes `role` from `user_id` in `org`; false when the user did not hold it there.
+    pub async fn unassign_role(
+        &self,
+        user_id: &str,
+        role: &str,
+        org: Option<&str>,
+    ) -> Result<bool, Error> {
+        Ok(self
+            .query_one(UNASSIGN_ROLE, &[&user_id, &role, &org])
+            .await?
+            .try_get(0)?)
+    }
+}
