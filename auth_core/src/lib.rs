@@ -14,6 +14,7 @@ pub mod credential;
 pub mod hash;
 pub mod input;
 pub mod invalidation;
+pub mod jwt;
 pub mod permissions;
 
 pub use credential::{Credential, CredentialKind, FormatError, check_format, random_id};
