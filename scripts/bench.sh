@@ -21,4 +21,5 @@ log "Load runs (throughput, p50, p99 beside the baselines)"
 "${loadrun[@]}" sessions "$@"
 "${loadrun[@]}" session_cleanup
 log "Criterion benches"
-cargo bench --quiet -p auth_pg_benches --bench tokens --bench api_keys --bench sessions
+cargo bench --quiet -p auth_pg_benches --bench tokens --bench api_keys --bench sessions \
+    --bench permissions

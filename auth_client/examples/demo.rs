@@ -1,5 +1,6 @@
 //! A tour of auth_pg through auth_client: issue a token, check it, revoke it, check it again,
-//! and hear the revocation on `auth_pg_invalidate`; then API keys and sessions.
+//! and hear the revocation on `auth_pg_invalidate`; then API keys, sessions, and roles and
+//! permissions.
 //!
 //! Run by `scripts/setup.sh` against its throwaway cluster:
 //!
@@ -231,6 +232,54 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "17. validate_session(session)               {:>8} in {}",
         answer.status,
         micros(took)
+    );
+
+    // Permissions: ada is an admin in acme and a member in globex. (Roles left by an earlier
+    // run of the demo go first.)
+    println!();
+    admin.delete_role("admin", Some("acme")).await?;
+    admin.delete_role("member", None).await?;
+    admin
+        .create_role("member", None, Some("Reads documents"))
+        .await?;
+    admin
+        .create_role("admin", Some("acme"), Some("Runs Acme"))
+        .await?;
+    admin
+        .add_role_parent("admin", "member", Some("acme"))
+        .await?;
+    admin
+        .grant_permission("member", "documents:read", None)
+        .await?;
+    admin
+        .grant_permission("admin", "billing:*", Some("acme"))
+        .await?;
+    admin.assign_role("ada", "admin", Some("acme")).await?;
+    admin.assign_role("ada", "member", Some("globex")).await?;
+    println!("18. roles: member (global, documents:read) <- admin of acme (billing:*)");
+    println!("    ada is admin in acme and member in globex");
+    for org in ["acme", "globex"] {
+        let (refund, took) = timed(app.has_permission("ada", "billing:refund", Some(org))).await?;
+        let read = app
+            .has_permission("ada", "documents:read", Some(org))
+            .await?;
+        println!(
+            "19. has_permission(ada, billing:refund, {org:<6}) {refund:>5} in {}; documents:read {read}; \
+             roles {:?}",
+            micros(took),
+            app.user_roles("ada", Some(org)).await?
+        );
+    }
+    admin
+        .grant_permission("member", "comments:write", None)
+        .await?;
+    if let Some(payload) = next_event(&mut notified, "role_changed").await {
+        println!("20. grant_permission(member, comments:write)");
+        println!("    NOTIFY auth_pg_invalidate               {payload}");
+    }
+    println!(
+        "21. user_permissions(ada, acme)             {:?}",
+        app.user_permissions("ada", Some("acme")).await?
     );
     Ok(())
 }

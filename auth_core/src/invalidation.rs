@@ -68,6 +68,8 @@ pub enum Invalidation {
         /// The role's organization, or `None` for a global role.
         org_id: Option<String>,
     },
+    /// Every user's permissions were recomputed (after a bulk load): forget them all.
+    PermissionsRebuilt,
     /// An organization's keys changed in a way no finer event describes (its document was
     /// edited by hand, or the organization was deleted): forget all its keys.
     OrganizationKeysChanged {
@@ -128,6 +130,10 @@ mod tests {
                     org_id: Some("acme".into()),
                 },
                 r#"{"event":"user_roles_changed","user_id":"u1","org_id":"acme"}"#,
+            ),
+            (
+                Invalidation::PermissionsRebuilt,
+                r#"{"event":"permissions_rebuilt"}"#,
             ),
             (
                 Invalidation::RoleChanged {

@@ -683,6 +683,29 @@ fn revoke_permission(
     set_permission("revoke_permission", role, permission, org_id, false)
 }
 
+/// Recomputes both derived tables from scratch, for every user: the call to make after loading
+/// roles, parents, grants and assignments in bulk (COPY or INSERT into auth_pg's tables, as the
+/// extension's owner) instead of through the functions. Returns how many users it recomputed.
+#[pg_extern(volatile, parallel_unsafe, security_definer, requires = ["permissions_schema"])]
+#[search_path(pg_catalog, pg_temp)]
+fn rebuild_permissions() -> i64 {
+    const FUNCTION: &str = "rebuild_permissions";
+    change(FUNCTION, |change| {
+        change.rebuild_closure();
+        change.run("DELETE FROM auth_pg.user_grants", &[]);
+        let refreshed = change.refresh("ARRAY(SELECT user_id FROM auth_pg.user_roles)", &[]);
+        notify::send(&Invalidation::PermissionsRebuilt);
+        audit::record(AuditEvent {
+            action: "permissions.rebuild",
+            user_id: None,
+            org_id: None,
+            subject_id: None,
+            detail: serde_json::json!({ "refreshed_users": refreshed }),
+        });
+        i64::try_from(refreshed).unwrap_or(i64::MAX)
+    })
+}
+
 /// Gives (or, when `assign` is false, takes) `role` to `user_id` in `org_id`.
 fn set_assignment(
     function: &'static str,

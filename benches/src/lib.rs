@@ -20,6 +20,7 @@ use crate::load::Workload;
 pub mod api_keys;
 pub mod criterion_groups;
 pub mod load;
+pub mod permissions;
 pub mod sessions;
 pub mod stats;
 

@@ -51,7 +51,8 @@ GRANT EXECUTE ON FUNCTION
     auth_pg.grant_permission(text, text, text),
     auth_pg.revoke_permission(text, text, text),
     auth_pg.assign_role(text, text, text),
-    auth_pg.unassign_role(text, text, text)
+    auth_pg.unassign_role(text, text, text),
+    auth_pg.rebuild_permissions()
 TO auth_pg_admin;
 GRANT SELECT ON auth_pg.audit_events TO auth_pg_admin;
 -- Roles are read directly; they are changed only through the functions above, which keep the
