@@ -76,6 +76,15 @@ pub enum Invalidation {
         /// The organization.
         org_id: String,
     },
+    /// A JWT verification key was added (by `add_jwt_key` or `import_jwks`) or retired: forget
+    /// every verification that named this `kid`.
+    JwtKeyChanged {
+        /// The key's id.
+        kid: String,
+    },
+    /// The JWT key table was changed in a way no finer event describes (edited by hand,
+    /// truncated): forget every JWT verification.
+    JwtKeysChanged,
 }
 
 impl Invalidation {
@@ -141,6 +150,16 @@ mod tests {
                     org_id: None,
                 },
                 r#"{"event":"role_changed","role":"editor","org_id":null}"#,
+            ),
+            (
+                Invalidation::JwtKeyChanged {
+                    kid: "2024-06 \"a\"".into(),
+                },
+                r#"{"event":"jwt_key_changed","kid":"2024-06 \"a\""}"#,
+            ),
+            (
+                Invalidation::JwtKeysChanged,
+                r#"{"event":"jwt_keys_changed"}"#,
             ),
         ];
         for (invalidation, payload) in cases {

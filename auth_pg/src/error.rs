@@ -7,6 +7,7 @@
 //! argument that is wrong, never its value.
 
 use auth_core::InputError;
+use auth_core::jwt::{AlgorithmError, JwksError, KeyError, SignError};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
@@ -91,6 +92,30 @@ pub(crate) enum AuthPgError {
     /// The extension's own objects are missing or altered.
     #[error("auth_pg's relation {name} is missing")]
     MissingRelation { name: String },
+    /// A JWT algorithm argument is not one auth_pg accepts.
+    #[error(transparent)]
+    JwtAlgorithm(#[from] AlgorithmError),
+    /// A JWT key cannot be used with its algorithm. SECURITY: `KeyError` never quotes the key.
+    #[error(transparent)]
+    JwtKey(#[from] KeyError),
+    /// A JWKS document was refused; its keys are named by index, never by content.
+    #[error(transparent)]
+    Jwks(#[from] JwksError),
+    /// Claims could not be signed.
+    #[error(transparent)]
+    JwtSign(#[from] SignError),
+    /// No key in force has the kid (none has it, or it is retired or outside its window).
+    #[error("no JWT key in force has this kid")]
+    UnknownJwtKey,
+    /// A key with the kid exists, retired or not.
+    #[error("a JWT key with this kid exists already")]
+    JwtKeyExists,
+    /// A JWKS key has the kid of a stored key, with other key material or another algorithm.
+    #[error("keys[{index}] has the kid of a stored JWT key with another key or algorithm")]
+    JwksKidConflict { index: usize },
+    /// A key's window is empty.
+    #[error("not_after must be later than not_before")]
+    JwtKeyWindow,
 }
 
 impl AuthPgError {
@@ -118,6 +143,19 @@ impl AuthPgError {
             Self::ApiKeyNotRotatable { .. } | Self::DocumentOutOfStep => {
                 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
+            Self::JwtKey(KeyError::TooLong { .. }) => ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
+            Self::JwtKey(KeyError::CannotSign { .. }) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            Self::Jwks(JwksError::TooLong { .. } | JwksError::TooManyKeys { .. }) => {
+                ERRCODE_PROGRAM_LIMIT_EXCEEDED
+            }
+            Self::JwtSign(SignError::Failed) => ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+            Self::JwtAlgorithm(_)
+            | Self::JwtKey(_)
+            | Self::Jwks(_)
+            | Self::JwtSign(_)
+            | Self::JwtKeyWindow => ERRCODE_INVALID_PARAMETER_VALUE,
+            Self::UnknownJwtKey => ERRCODE_UNDEFINED_OBJECT,
+            Self::JwtKeyExists | Self::JwksKidConflict { .. } => ERRCODE_DUPLICATE_OBJECT,
         }
     }
 
@@ -199,6 +237,33 @@ impl AuthPgError {
             Self::MissingRelation { .. } => {
                 "Reinstall the extension: DROP EXTENSION auth_pg; CREATE EXTENSION auth_pg;".into()
             }
+            Self::JwtAlgorithm(AlgorithmError::None) => {
+                "Name the algorithm the key signs with, such as HS256, RS256, ES256 or EdDSA."
+                    .into()
+            }
+            Self::JwtAlgorithm(AlgorithmError::Unknown) => "Names are case-sensitive: HS256, not \
+                hs256. The key decides the algorithm, never the token."
+                .into(),
+            Self::JwtKey(err) => return jwt_key_hint(err),
+            Self::Jwks(_) => "Pass a JWKS document, {\"keys\": [...]}, in which every signature \
+                key is a public JWK (or an oct secret) with a kid and an alg; EC and OKP keys may \
+                leave alg out."
+                .into(),
+            Self::JwtSign(SignError::Failed) => return None,
+            Self::JwtSign(_) => "Pass claims as a JSON object: exp, nbf and iat as numbers of \
+                seconds since 1970, iss and sub as strings, aud as a string or an array of \
+                strings."
+                .into(),
+            Self::UnknownJwtKey => {
+                "List keys with auth_pg.list_jwt_keys(); retired keys, and keys \
+                outside their not_before and not_after, do not sign."
+                    .into()
+            }
+            Self::JwtKeyExists | Self::JwksKidConflict { .. } => "Choose another kid: a kid is \
+                never given to another key, even after retire_jwt_key, so that a token always \
+                names the key it was signed with."
+                .into(),
+            Self::JwtKeyWindow => "Pass NULL for a bound you do not want.".into(),
         };
         Some(hint)
     }
@@ -212,6 +277,42 @@ impl AuthPgError {
         report.report(PgLogLevel::ERROR);
         unreachable!("ERROR does not return")
     }
+}
+
+/// What to do about a key that cannot be used.
+fn jwt_key_hint(err: &KeyError) -> Option<String> {
+    let hint = match err {
+        KeyError::Empty | KeyError::SecretForAsymmetric { .. } => {
+            "Pass an HMAC secret for HS256, HS384 and HS512, or a PEM or a JWK for the others."
+        }
+        KeyError::TooLong { .. } => {
+            "Keys are at most 16 KiB: a 4096-bit RSA private key is 3.3 KiB."
+        }
+        KeyError::PemAsHmacSecret { .. } => {
+            "Use RS256, PS256, ES256 or EdDSA with a PEM key, or pass a random secret for HS256."
+        }
+        KeyError::SecretTooShort { .. } => {
+            "Generate a random secret, for instance with `openssl rand -base64 48`."
+        }
+        KeyError::WrongKeyType { .. } | KeyError::JwkAlgorithmMismatch { .. } => {
+            "Name the key's algorithm: RS* or PS* for RSA keys, ES256 for P-256, ES384 for \
+             P-384, EdDSA for Ed25519, HS* for secrets."
+        }
+        KeyError::JwkNotForSignatures => "Pass a signature key (\"use\": \"sig\").",
+        KeyError::PrivateJwk => "Pass the public JWK to verify, or a PKCS#8 PEM to sign.",
+        KeyError::BadJwk { .. } | KeyError::BadPem => {
+            "Pass one PEM block (PUBLIC KEY, PRIVATE KEY, RSA PUBLIC KEY or RSA PRIVATE KEY) or \
+             a JWK, copied whole."
+        }
+        KeyError::UnsupportedPem { .. } => "Convert the key as the message says.",
+        KeyError::RsaKeySize { .. } => "Use an RSA key of 2048 to 4096 bits.",
+        KeyError::InvalidKey { .. } => "Check that the key was copied whole.",
+        KeyError::CannotSign { .. } => {
+            "Sign with a key added as an HMAC secret or a private key PEM; public keys, and keys \
+             imported from a JWKS, only verify."
+        }
+    };
+    Some(hint.into())
 }
 
 /// Unwraps `result`, raising its error as an SQL ERROR from `function`.

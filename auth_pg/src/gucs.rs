@@ -33,6 +33,16 @@ static SESSION_LIMIT_ACTION: GucSetting<SessionLimitAction> =
     GucSetting::<SessionLimitAction>::new(SessionLimitAction::EvictOldest);
 static SESSION_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(24 * 60 * 60);
 static CLEANUP_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(300);
+static JWT_LEEWAY: GucSetting<i32> =
+    GucSetting::<i32>::new(auth_core::jwt::DEFAULT_LEEWAY_SECONDS as i32);
+static JWT_MAX_TOKEN_BYTES: GucSetting<i32> =
+    GucSetting::<i32>::new(auth_core::jwt::DEFAULT_MAX_TOKEN_BYTES as i32);
+static JWT_REQUIRE_EXP: GucSetting<bool> = GucSetting::<bool>::new(true);
+static JWT_CACHE_SIZE: GucSetting<i32> =
+    GucSetting::<i32>::new(auth_core::jwt::DEFAULT_CACHE_CAPACITY as i32);
+
+/// The largest value of `auth_pg.jwt_max_token_bytes`.
+const MAX_JWT_MAX_TOKEN_BYTES: i32 = 1024 * 1024;
 
 /// Defines every setting. Called from `_PG_init`.
 pub(crate) fn init() {
@@ -67,6 +77,7 @@ pub(crate) fn init() {
     );
 
     define_session_settings();
+    define_jwt_settings();
 
     // A postmaster-level setting can only be defined while the postmaster loads the library;
     // without preloading there is no maintenance worker to configure.
@@ -157,6 +168,51 @@ fn define_session_settings() {
     );
 }
 
+/// The JWT settings are superuser-only: a caller that could widen the leeway, lift the size
+/// limit or do without `exp` would accept tokens the operator refuses, and the cache size bounds
+/// each backend's memory.
+fn define_jwt_settings() {
+    GucRegistry::define_int_guc(
+        c"auth_pg.jwt_leeway",
+        c"Clock skew allowed on a JWT's exp, nbf and iat.",
+        c"A token is valid until exp plus this, and from nbf (or iat) minus this.",
+        &JWT_LEEWAY,
+        0,
+        3600,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"auth_pg.jwt_max_token_bytes",
+        c"Longest JWT verified; a longer one is malformed before it is read.",
+        c"",
+        &JWT_MAX_TOKEN_BYTES,
+        256,
+        MAX_JWT_MAX_TOKEN_BYTES,
+        GucContext::Suset,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_bool_guc(
+        c"auth_pg.jwt_require_exp",
+        c"Whether a JWT without exp is malformed.",
+        c"A token without exp never expires; turn this off only for issuers that cannot set it.",
+        &JWT_REQUIRE_EXP,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"auth_pg.jwt_cache_size",
+        c"Most verified JWTs each backend remembers; 0 turns the cache off.",
+        c"A token presented again skips its signature check while its time rules still hold. \
+          Each entry holds the token's claims; the cache is emptied on any change of the keys.",
+        &JWT_CACHE_SIZE,
+        0,
+        1_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
 fn define_maintenance_database() {
     GucRegistry::define_string_guc(
         c"auth_pg.maintenance_database",
@@ -238,4 +294,19 @@ pub(crate) fn cleanup_interval() -> std::time::Duration {
 /// `auth_pg.audit_token_issue`.
 pub(crate) fn audit_token_issue() -> bool {
     AUDIT_TOKEN_ISSUE.get()
+}
+
+/// The JWT verification policy of the moment (`auth_pg.jwt_leeway`,
+/// `auth_pg.jwt_max_token_bytes`, `auth_pg.jwt_require_exp`).
+pub(crate) fn jwt_policy() -> auth_core::jwt::Policy {
+    auth_core::jwt::Policy {
+        max_token_bytes: usize::try_from(JWT_MAX_TOKEN_BYTES.get()).unwrap_or(0),
+        leeway_seconds: u32::try_from(JWT_LEEWAY.get()).unwrap_or(0),
+        require_exp: JWT_REQUIRE_EXP.get(),
+    }
+}
+
+/// `auth_pg.jwt_cache_size`, in entries.
+pub(crate) fn jwt_cache_size() -> usize {
+    usize::try_from(JWT_CACHE_SIZE.get()).unwrap_or(0)
 }

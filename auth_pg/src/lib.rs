@@ -2,7 +2,7 @@
 //!
 //! SQL is the public interface; this crate is the thin layer between it and the pure logic in
 //! `auth_core`. Each module owns one capability (`tokens`, `api_keys`, `sessions`,
-//! `permissions`) or one piece of plumbing (`gucs`, `error`, `fmgr`, `check`, `hash_key`,
+//! `permissions`, `jwt`) or one piece of plumbing (`gucs`, `error`, `fmgr`, `check`, `hash_key`,
 //! `storage`, `usage`, `worker`, `notify`, `audit`).
 //!
 //! Functions that read or write the extension's tables are `SECURITY DEFINER` with
@@ -19,6 +19,7 @@ mod error;
 mod fmgr;
 mod gucs;
 mod hash_key;
+mod jwt;
 mod notify;
 mod permissions;
 mod sessions;
@@ -44,6 +45,7 @@ extension_sql_file!(
     "../../sql/schema/permissions.sql",
     name = "permissions_schema"
 );
+extension_sql_file!("../../sql/schema/jwt.sql", name = "jwt_schema");
 extension_sql_file!(
     "../../sql/schema/privileges.sql",
     name = "privileges",

@@ -29,10 +29,11 @@ pub(crate) enum Rel {
     SessionsHashIndex,
     UserGrants,
     UserGrantsKeyIndex,
+    JwtKeys,
 }
 
 impl Rel {
-    const COUNT: usize = 8;
+    const COUNT: usize = 9;
 
     fn name(self) -> &'static CStr {
         match self {
@@ -44,26 +45,45 @@ impl Rel {
             Self::SessionsHashIndex => c"sessions_session_hash_idx",
             Self::UserGrants => c"user_grants",
             Self::UserGrantsKeyIndex => c"user_grants_grant_key_idx",
+            Self::JwtKeys => c"jwt_keys",
         }
     }
 }
 
 thread_local! {
     static OIDS: [Cell<Oid>; Rel::COUNT] = const { [const { Cell::new(Oid::INVALID) }; Rel::COUNT] };
+    static INVALIDATIONS: [Cell<u64>; Rel::COUNT] = const { [const { Cell::new(0) }; Rel::COUNT] };
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Forgets remembered OIDs when their relcache entries are invalidated (dropped, altered or
-/// reindexed relations, or a full reset).
+/// reindexed relations, a trigger's explicit invalidation, or a full reset), and counts the
+/// invalidations of each relation.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn forget_oids(_arg: Datum, relid: Oid) {
     OIDS.with(|oids| {
-        for cell in oids {
-            if relid == Oid::INVALID || cell.get() == relid {
-                cell.set(Oid::INVALID);
+        INVALIDATIONS.with(|counts| {
+            for (cell, count) in oids.iter().zip(counts) {
+                if relid == Oid::INVALID || cell.get() == relid {
+                    cell.set(Oid::INVALID);
+                    count.set(count.get().wrapping_add(1));
+                }
             }
-        }
+        });
     });
+}
+
+/// How many relcache invalidations of `rel` this backend has processed since it first looked
+/// the relation up (see [`relation_oid`]).
+///
+/// A cache derived from a table's rows compares this number before each use: the table's
+/// writers invalidate its relcache entry (`CacheInvalidateRelcache`, from a trigger), which
+/// PostgreSQL delivers to every backend after the writing transaction commits, to the writer
+/// itself at its next command, and to the writer again if it aborts. A relation whose OID is
+/// not remembered is not counted: it is looked up again, from the catalog, before its rows are
+/// next read, and invalidations that arrive from then on are counted.
+pub(crate) fn invalidations(rel: Rel) -> u64 {
+    INVALIDATIONS.with(|counts| counts[rel as usize].get())
 }
 
 /// The OID of `rel`, raising an ERROR when it is missing.
@@ -252,10 +272,50 @@ impl Drop for KeyLookup {
     }
 }
 
-/// A row found by [`KeyLookup::find`], with all its attributes deformed.
+/// Reads every row of `table` committed when the call starts (and this transaction's own rows
+/// of earlier commands), whatever the transaction's snapshot, and lets `each` look at them.
+/// `each` must copy what it keeps: a row's values point into a buffer released when the scan
+/// moves on.
+///
+/// This is for caches derived from small tables (see [`invalidations`]): a cache filled from a
+/// transaction snapshot taken before a change could hold the old rows after the change's
+/// invalidation was consumed, and keep them until the next change. The newest snapshot is taken
+/// after the relation is locked, and locking processes every pending invalidation, so the rows
+/// read are at least as new as every invalidation counted so far.
+///
+/// Not in parallel mode: PostgreSQL takes no new snapshot there (functions that use this are
+/// `PARALLEL UNSAFE`).
+pub(crate) fn scan_latest(table: Rel, mut each: impl FnMut(&Row<'_>)) {
+    let heap = open(table, false);
+    // SAFETY: the relation is open and locked; the snapshot is registered for the scan's
+    // lifetime and unregistered after it, as PostgreSQL's own catalog scans do; the slot is made
+    // for this relation and dropped after the scan. On an ERROR, the aborting transaction
+    // releases the scan, the slot's buffer pin, the snapshot and the lock.
+    unsafe {
+        let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
+        let scan = pg_sys::table_beginscan(heap, snapshot, 0, std::ptr::null_mut());
+        let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+        let direction = pg_sys::ScanDirection::ForwardScanDirection;
+        while pg_sys::table_scan_getnextslot(scan, direction, slot) {
+            pgrx::check_for_interrupts!();
+            pg_sys::slot_getallattrs(slot);
+            each(&Row {
+                slot,
+                _lookup: PhantomData,
+            });
+        }
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::table_endscan(scan);
+        pg_sys::UnregisterSnapshot(snapshot);
+        // The lock is kept until the transaction ends, as for the probes above.
+        pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+    }
+}
+
+/// A row found by [`KeyLookup::find`] or [`scan_latest`], with all its attributes deformed.
 pub(crate) struct Row<'a> {
     slot: *mut pg_sys::TupleTableSlot,
-    _lookup: PhantomData<&'a KeyLookup>,
+    _lookup: PhantomData<&'a ()>,
 }
 
 impl Row<'_> {
@@ -282,6 +342,11 @@ impl Row<'_> {
     /// Whether attribute `attno` is NULL.
     pub(crate) fn is_null(&self, attno: usize) -> bool {
         self.datum(attno).is_none()
+    }
+
+    /// A `boolean` attribute.
+    pub(crate) fn boolean(&self, attno: usize) -> Option<bool> {
+        self.datum(attno).map(|d| d.value() != 0)
     }
 
     /// A `timestamptz` attribute, in microseconds since 2000-01-01.

@@ -23,7 +23,12 @@ GRANT EXECUTE ON FUNCTION
     auth_pg.has_permission(text, text, text),
     auth_pg.has_permissions(text, text[], text, boolean),
     auth_pg.user_permissions(text, text),
-    auth_pg.user_roles(text, text)
+    auth_pg.user_roles(text, text),
+    auth_pg.jwt_verify(text),
+    auth_pg.jwt_verify(text, text, text, text, text),
+    auth_pg.authenticate(text),
+    auth_pg.claims(),
+    auth_pg.uid()
 TO auth_pg_validator;
 
 -- Administration.
@@ -52,10 +57,17 @@ GRANT EXECUTE ON FUNCTION
     auth_pg.revoke_permission(text, text, text),
     auth_pg.assign_role(text, text, text),
     auth_pg.unassign_role(text, text, text),
-    auth_pg.rebuild_permissions()
+    auth_pg.rebuild_permissions(),
+    auth_pg.add_jwt_key(text, text, text, text, text, timestamptz, timestamptz),
+    auth_pg.import_jwks(jsonb, text, text),
+    auth_pg.retire_jwt_key(text),
+    auth_pg.list_jwt_keys(),
+    auth_pg.jwt_sign(jsonb, text)
 TO auth_pg_admin;
 GRANT SELECT ON auth_pg.audit_events TO auth_pg_admin;
 -- Roles are read directly; they are changed only through the functions above, which keep the
 -- derived tables (role_closure, user_grants) exact.
 GRANT SELECT ON auth_pg.roles, auth_pg.role_parents, auth_pg.role_permissions, auth_pg.user_roles
 TO auth_pg_admin;
+-- auth_pg.jwt_keys holds key material: no role but its owner reads it. list_jwt_keys shows the
+-- rest, and the public part of public keys.

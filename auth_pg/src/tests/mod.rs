@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 use pgrx::{PgSqlErrorCode, Spi};
 
 mod api_keys;
+mod jwt;
 mod permissions;
 mod sessions;
 mod tokens;
@@ -12,6 +13,19 @@ mod tokens;
 /// The SQLSTATE `sql` raises, or None when it succeeds. Runs `sql` in a subtransaction, as a
 /// PL/pgSQL exception block does, so that a failure leaves the test's transaction usable.
 pub(crate) fn sqlstate_of(sql: &str) -> Option<PgSqlErrorCode> {
+    error_of(sql).map(|error| error.code)
+}
+
+/// What an ERROR said.
+#[derive(Debug)]
+pub(crate) struct RaisedError {
+    pub(crate) code: PgSqlErrorCode,
+    pub(crate) message: String,
+    pub(crate) hint: Option<String>,
+}
+
+/// The ERROR `sql` raises, or None when it succeeds; see [`sqlstate_of`].
+pub(crate) fn error_of(sql: &str) -> Option<RaisedError> {
     // SAFETY: the standard pattern for catching an error in C: a subtransaction begun here is
     // either released or rolled back below, and the memory context and resource owner saved
     // before it are restored after either.
@@ -34,10 +48,16 @@ pub(crate) fn sqlstate_of(sql: &str) -> Option<PgSqlErrorCode> {
             restore();
             match caught {
                 pg_sys::panic::CaughtError::PostgresError(report)
-                | pg_sys::panic::CaughtError::ErrorReport(report) => Some(report.sql_error_code()),
-                pg_sys::panic::CaughtError::RustPanic { .. } => {
-                    Some(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR)
-                }
+                | pg_sys::panic::CaughtError::ErrorReport(report) => Some(RaisedError {
+                    code: report.sql_error_code(),
+                    message: report.message().to_owned(),
+                    hint: report.hint().map(str::to_owned),
+                }),
+                pg_sys::panic::CaughtError::RustPanic { .. } => Some(RaisedError {
+                    code: PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                    message: "a Rust panic".to_owned(),
+                    hint: None,
+                }),
             }
         })
         .execute()
