@@ -283,6 +283,11 @@ impl Drop for KeyLookup {
 /// after the relation is locked, and locking processes every pending invalidation, so the rows
 /// read are at least as new as every invalidation counted so far.
 ///
+/// The lock is released when the scan ends, as catalog scans do, rather than held to the end
+/// of the transaction like the probes above: what was read is a cache that outlives the
+/// transaction, and a long transaction that once verified a token must not hold off a
+/// `TRUNCATE` or an `ALTER TABLE` of the table.
+///
 /// Not in parallel mode: PostgreSQL takes no new snapshot there (functions that use this are
 /// `PARALLEL UNSAFE`).
 pub(crate) fn scan_latest(table: Rel, mut each: impl FnMut(&Row<'_>)) {
@@ -307,8 +312,7 @@ pub(crate) fn scan_latest(table: Rel, mut each: impl FnMut(&Row<'_>)) {
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         pg_sys::table_endscan(scan);
         pg_sys::UnregisterSnapshot(snapshot);
-        // The lock is kept until the transaction ends, as for the probes above.
-        pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+        pg_sys::relation_close(heap, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
     }
 }
 

@@ -4,6 +4,7 @@
 mod e2e {
     mod api_keys;
     mod hash_key;
+    mod jwt;
     mod permissions;
     mod regress;
     mod sessions;

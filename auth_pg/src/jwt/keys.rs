@@ -206,10 +206,13 @@ fn to_jsonb(claims: &Value) -> Option<Rc<[u8]>> {
     }
 }
 
+/// Claims (kept alive, so that no other value can take their address) and their `jsonb` form.
+type JsonbForm = (Arc<Value>, Option<Rc<[u8]>>);
+
 /// The `jsonb` form of cached claims, by the address of their (shared) value.
 #[derive(Default)]
 struct JsonbForms {
-    forms: HashMap<*const Value, (Arc<Value>, Option<Rc<[u8]>>)>,
+    forms: HashMap<*const Value, JsonbForm>,
 }
 
 impl JsonbForms {

@@ -16,6 +16,7 @@ const REGRESS: &[&str] = &[
     "api_keys",
     "sessions",
     "permissions",
+    "jwt",
     "privileges",
     "search_path",
 ];
