@@ -31,7 +31,7 @@ SELECT p.proname, p.prosecdef AS security_definer,
        has_function_privilege('app_nobody', p.oid, 'EXECUTE') AS nobody
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname = 'auth_pg'
-ORDER BY p.proname;
+ORDER BY p.proname, p.pronargs;
 SELECT c.relname, has_table_privilege('app_admin', c.oid, 'SELECT') AS admin_select,
        has_table_privilege('app_validator', c.oid, 'SELECT') AS validator_select,
        has_table_privilege('app_nobody', c.oid, 'SELECT') AS nobody_select

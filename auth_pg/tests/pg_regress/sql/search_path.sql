@@ -88,6 +88,18 @@ SELECT (SELECT count(*) FROM pg_temp.tokens) + (SELECT count(*) FROM pg_temp.org
        + (SELECT count(*) FROM pg_temp.sessions) + (SELECT count(*) FROM pg_temp.roles)
        + (SELECT count(*) FROM pg_temp.user_roles)
        + (SELECT count(*) FROM pg_temp.permission_state) AS temp_rows;
+-- The same for JWT keys: the key table is read by OID, written through qualified names.
+CREATE TEMP TABLE jwt_keys (kid text, algorithm text, key text, active boolean);
+SELECT auth_pg.add_jwt_key('victim-kid', 'HS256', repeat('v', 32));
+SELECT auth_pg.jwt_sign('{"sub": "victim", "exp": 4102444800}', 'victim-kid') AS victim_jwt \gset
+SELECT status, claims ->> 'sub' AS sub FROM auth_pg.jwt_verify(:'victim_jwt');
+SELECT auth_pg.retire_jwt_key('attacker-kid') AS retired;
+SELECT auth_pg.import_jwks('{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "victim-idp",
+    "x": "uDzQrWW1yf2X6yYknbjg8eQmSzzgjfTQSYb5I5L1uUo"}]}') AS imported;
+SELECT kid, algorithm, status FROM auth_pg.list_jwt_keys() WHERE kid LIKE 'victim%';
+SELECT auth_pg.retire_jwt_key('victim-kid') AS retired;
+SELECT status FROM auth_pg.jwt_verify(:'victim_jwt');
+SELECT count(*) AS temp_jwt_keys FROM pg_temp.jwt_keys;
 RESET search_path;
 -- Every act was audited in auth_pg's table.
 SELECT action FROM auth_pg.audit_events
