@@ -1,6 +1,6 @@
 //! A tour of auth_pg through auth_client: issue a token, check it, revoke it, check it again,
-//! and hear the revocation on `auth_pg_invalidate`; then API keys, sessions, and roles and
-//! permissions.
+//! and hear the revocation on `auth_pg_invalidate`; then API keys, sessions, roles and
+//! permissions, and JWTs.
 //!
 //! Run by `scripts/setup.sh` against its throwaway cluster:
 //!
@@ -14,7 +14,9 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use auth_client::reexports::tokio_postgres::{self, AsyncMessage, NoTls};
-use auth_client::{AuthClient, Config, SessionValidation, TokenValidation};
+use auth_client::{
+    AuthClient, Config, Credential, CredentialKind, JwtKeyRules, SessionValidation, TokenValidation,
+};
 use futures_util::future::poll_fn;
 
 #[tokio::main]
@@ -281,6 +283,66 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "21. user_permissions(ada, acme)             {:?}",
         app.user_permissions("ada", Some("acme")).await?
     );
+    jwt(&admin, &app, &mut notified).await?;
+    Ok(())
+}
+
+/// JWTs: sign with a key kept by kid, verify (the second time from the backend's cache), rotate
+/// the key and see the old tokens refused at once.
+async fn jwt(
+    admin: &AuthClient,
+    app: &AuthClient,
+    notified: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    // 256 random bits make a good HS256 secret; a token generator is at hand.
+    let secret = Credential::generate(CredentialKind::Token).map_err(|err| err.to_string())?;
+    admin
+        .add_jwt_key(
+            "demo-1",
+            "HS256",
+            secret.expose_secret(),
+            &JwtKeyRules::default(),
+        )
+        .await?;
+    let exp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)?
+        .as_secs()
+        + 3600;
+    let claims = serde_json::json!({ "sub": "user-42", "exp": exp, "role": "editor" });
+    let token = admin.jwt_sign(&claims, "demo-1").await?;
+    println!("22. add_jwt_key('demo-1', 'HS256', <secret>); jwt_sign({claims}, 'demo-1')");
+    println!("    -> a JWT of {} characters", token.expose_secret().len());
+    for attempt in ["first", "again"] {
+        let (answer, took) = timed(app.jwt_verify(token.expose_secret())).await?;
+        println!(
+            "23. jwt_verify ({attempt:<5})                     {} in {} (sub {:?}, kid {:?})",
+            answer.status,
+            micros(took),
+            answer.subject().unwrap_or(""),
+            answer.kid.as_deref().unwrap_or("")
+        );
+    }
+    let second = Credential::generate(CredentialKind::Token).map_err(|err| err.to_string())?;
+    admin
+        .add_jwt_key(
+            "demo-2",
+            "HS256",
+            second.expose_secret(),
+            &JwtKeyRules::default(),
+        )
+        .await?;
+    let rotated = admin.jwt_sign(&claims, "demo-2").await?;
+    admin.retire_jwt_key("demo-1").await?;
+    println!("24. rotation: add_jwt_key('demo-2', ...), retire_jwt_key('demo-1')");
+    for (name, token) in [("old", &token), ("new", &rotated)] {
+        println!(
+            "    jwt_verify({name} token)                 {}",
+            app.jwt_verify(token.expose_secret()).await?.status
+        );
+    }
+    if let Some(payload) = next_event(notified, "jwt_key_changed").await {
+        println!("    NOTIFY auth_pg_invalidate               {payload}");
+    }
     Ok(())
 }
 
