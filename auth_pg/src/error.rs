@@ -116,6 +116,9 @@ pub(crate) enum AuthPgError {
     /// A key's window is empty.
     #[error("not_after must be later than not_before")]
     JwtKeyWindow,
+    /// The signed token would be longer than any verification accepts.
+    #[error("the signed token would be longer than auth_pg.jwt_max_token_bytes ({limit} bytes)")]
+    JwtTooLong { limit: usize },
 }
 
 impl AuthPgError {
@@ -156,6 +159,7 @@ impl AuthPgError {
             | Self::JwtKeyWindow => ERRCODE_INVALID_PARAMETER_VALUE,
             Self::UnknownJwtKey => ERRCODE_UNDEFINED_OBJECT,
             Self::JwtKeyExists | Self::JwksKidConflict { .. } => ERRCODE_DUPLICATE_OBJECT,
+            Self::JwtTooLong { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         }
     }
 
@@ -264,6 +268,9 @@ impl AuthPgError {
                 names the key it was signed with."
                 .into(),
             Self::JwtKeyWindow => "Pass NULL for a bound you do not want.".into(),
+            Self::JwtTooLong { .. } => {
+                "Sign fewer or shorter claims: ids rather than documents.".into()
+            }
         };
         Some(hint)
     }

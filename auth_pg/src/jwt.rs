@@ -572,7 +572,8 @@ fn list_jwt_keys() -> TableIterator<
 /// Signs `claims` with the key `kid` (an HMAC secret or a private key, in force) and returns the
 /// token, whose header names `alg`, `kid` and `typ`. The claims are signed as given: add `exp`
 /// (and `iss` or `aud` when the key expects them). Claims that verification would refuse (a
-/// string `exp`, an `aud` that is not strings) are refused here.
+/// string `exp`, an `aud` that is not strings) are refused here, and so is a token longer than
+/// `auth_pg.jwt_max_token_bytes`.
 #[pg_extern(volatile, parallel_unsafe, security_definer, requires = ["jwt_schema"])]
 #[search_path(pg_catalog, pg_temp)]
 fn jwt_sign(claims: Option<JsonB>, kid: Option<&str>) -> String {
@@ -581,9 +582,15 @@ fn jwt_sign(claims: Option<JsonB>, kid: Option<&str>) -> String {
         .ok_or(InputError::Null { argument: "claims" })
         .or_raise(FUNCTION);
     let kid = check_kid(kid, FUNCTION);
-    keys::with_signing_key(kid, |key| jwt::sign(&claims.0, key, Some(kid)))
+    let token = keys::with_signing_key(kid, |key| jwt::sign(&claims.0, key, Some(kid)))
         .or_raise(FUNCTION)
-        .or_raise(FUNCTION)
+        .or_raise(FUNCTION);
+    // A token no verification would read is a mistake better caught here.
+    let limit = crate::gucs::jwt_policy().max_token_bytes;
+    if token.len() > limit {
+        AuthPgError::JwtTooLong { limit }.raise(FUNCTION);
+    }
+    token
 }
 
 // ---------------------------------------------------------------------------------------------

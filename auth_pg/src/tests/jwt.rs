@@ -541,6 +541,10 @@ mod tests {
                 ERRCODE_NULL_VALUE_NOT_ALLOWED,
             ),
             (
+                "SELECT auth_pg.jwt_sign(jsonb_build_object('pad', repeat('p', 20000)), 'mis-hs')",
+                ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            ),
+            (
                 "SELECT auth_pg.jwt_sign('{}', NULL)",
                 ERRCODE_NULL_VALUE_NOT_ALLOWED,
             ),
@@ -862,9 +866,15 @@ mod tests {
         assert_eq!(status(&forever), "malformed");
         run("SET LOCAL auth_pg.jwt_require_exp = off");
         assert_eq!(status(&forever), "valid");
-        run("SET LOCAL auth_pg.jwt_max_token_bytes = 256");
         let big = sign(json!({"exp": now() + 60, "pad": "p".repeat(300)}), "set-hs");
+        run("SET LOCAL auth_pg.jwt_max_token_bytes = 256");
         assert_eq!(status(&big), "malformed");
+        assert_eq!(
+            sqlstate_of(
+                "SELECT auth_pg.jwt_sign(jsonb_build_object('pad', repeat('p', 300)), 'set-hs')"
+            ),
+            Some(PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED)
+        );
         run("RESET auth_pg.jwt_max_token_bytes");
         assert_eq!(status(&big), "valid");
         run("SET LOCAL auth_pg.jwt_cache_size = 0");
