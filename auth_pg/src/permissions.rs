@@ -23,7 +23,7 @@ use crate::audit::{self, AuditEvent};
 use crate::error::{AuthPgError, OrRaise, RoleScope};
 use crate::fmgr::{self, function_info_v1};
 use crate::notify;
-use crate::storage::{KeyLookup, Rel};
+use crate::storage::{KeyLookup, Rel, Row};
 
 /// Attribute numbers of `auth_pg.user_grants`, checked against the catalog by a test.
 #[cfg_attr(not(any(test, feature = "pg_test")), allow(dead_code))]
@@ -58,17 +58,25 @@ fn with_effective<R>(
     attno: usize,
     read: impl Fn(&[&[u8]]) -> R,
 ) -> Option<R> {
+    with_effective_row(user_id, org_id, |row| {
+        read(&row.text_array(attno).unwrap_or_default())
+    })
+}
+
+/// Finds the user's `user_grants` row for `org_id`, or else the user's global row, and lets
+/// `read` look at it; `None` when the user holds no role there at all.
+fn with_effective_row<R>(
+    user_id: &[u8],
+    org_id: Option<&[u8]>,
+    read: impl Fn(&Row<'_>) -> R,
+) -> Option<R> {
     // Ids longer than any stored one cannot hold a role: nothing to probe.
     if user_id.is_empty() || user_id.len() > MAX_USER_ID_BYTES {
         return None;
     }
     let org_id = org_id.filter(|org| org.len() <= MAX_ORG_ID_BYTES && !org.is_empty());
     let mut lookup = KeyLookup::new(Rel::UserGrants, Rel::UserGrantsKeyIndex, col::GRANT_KEY);
-    let mut probe = |org: &[u8]| {
-        lookup.find(&grant_key(user_id, org), |row| {
-            read(&row.text_array(attno).unwrap_or_default())
-        })
-    };
+    let mut probe = |org: &[u8]| lookup.find(&grant_key(user_id, org), &read);
     match org_id {
         Some(org) => probe(org).or_else(|| probe(b"")),
         None => probe(b""),
@@ -161,44 +169,62 @@ fn has_permissions(
     .unwrap_or(require_all && wanted.is_empty())
 }
 
-/// The user's effective names in `attno` for the organization, as owned strings.
-fn effective_names(user_id: Option<&str>, org_id: Option<&str>, attno: usize) -> Vec<String> {
-    let Some(user_id) = user_id else {
-        return Vec::new();
-    };
-    with_effective(
-        user_id.as_bytes(),
-        org_id.map(str::as_bytes),
-        attno,
-        |names| {
-            names
-                .iter()
-                .map(|name| String::from_utf8_lossy(name).into_owned())
-                .collect()
-        },
-    )
-    .unwrap_or_default()
+/// The user's effective names in `attno` (a `text[]`, already sorted and distinct) for the
+/// organization, as a `text[]` datum of its own; an empty array when the user holds nothing
+/// there.
+///
+/// # Safety
+///
+/// `fcinfo` must be a live call with two `text` arguments (user_id, org_id).
+unsafe fn effective_array(fcinfo: pg_sys::FunctionCallInfo, attno: usize) -> pg_sys::Datum {
+    // SAFETY: as documented.
+    let (user_id, org_id) = unsafe { (fmgr::text_arg(fcinfo, 0), fmgr::text_arg(fcinfo, 1)) };
+    let stored = user_id.and_then(|user_id| {
+        with_effective_row(user_id, org_id, |row| {
+            // SAFETY: the attribute is a text[] (col constants are checked against the
+            // catalog); the copy is made in the call's memory context before the row goes.
+            row.datum(attno).map(|datum| unsafe {
+                pg_sys::Datum::from(pg_sys::pg_detoast_datum_copy(datum.cast_mut_ptr()))
+            })
+        })
+        .flatten()
+    });
+    // SAFETY: construct_empty_array builds a valid empty text[] in the current context.
+    stored.unwrap_or_else(|| unsafe {
+        pg_sys::Datum::from(pg_sys::construct_empty_array(pg_sys::TEXTOID))
+    })
 }
 
-/// The user's effective permissions in the organization (NULL: global roles only): granted to
-/// the roles the user holds there or everywhere, or to their ancestors; sorted by bytes,
-/// without duplicates, wildcards as granted.
-#[pg_extern(stable, parallel_safe, security_definer, requires = ["permissions_schema"])]
-fn user_permissions(
-    user_id: Option<&str>,
-    org_id: default!(Option<&str>, "NULL"),
-) -> SetOfIterator<'static, String> {
-    SetOfIterator::new(effective_names(user_id, org_id, col::PERMISSIONS))
+function_info_v1!(pg_finfo_auth_pg_user_permissions);
+
+/// `auth_pg.user_permissions(user_id text, org_id text) RETURNS text[]` (permissions.sql).
+///
+/// # Safety
+///
+/// Called by fmgr only, with the arguments and result declared in permissions.sql.
+#[unsafe(no_mangle)]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn auth_pg_user_permissions(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    // SAFETY: fmgr calls this as declared.
+    unsafe { effective_array(fcinfo, col::PERMISSIONS) }
 }
 
-/// The user's effective roles in the organization (NULL: global roles only): the roles held
-/// there or everywhere, and their ancestors; sorted by bytes.
-#[pg_extern(stable, parallel_safe, security_definer, requires = ["permissions_schema"])]
-fn user_roles(
-    user_id: Option<&str>,
-    org_id: default!(Option<&str>, "NULL"),
-) -> SetOfIterator<'static, String> {
-    SetOfIterator::new(effective_names(user_id, org_id, col::ROLES))
+function_info_v1!(pg_finfo_auth_pg_user_roles);
+
+/// `auth_pg.user_roles(user_id text, org_id text) RETURNS text[]` (permissions.sql).
+///
+/// # Safety
+///
+/// Called by fmgr only, with the arguments and result declared in permissions.sql.
+#[unsafe(no_mangle)]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn auth_pg_user_roles(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    // SAFETY: fmgr calls this as declared.
+    unsafe { effective_array(fcinfo, col::ROLES) }
 }
 
 // ---------------------------------------------------------------------------------------------

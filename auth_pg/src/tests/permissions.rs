@@ -23,12 +23,9 @@ mod tests {
 
     fn listed(function: &str, user_id: &str, org_id: Option<&str>) -> Vec<String> {
         let args: [DatumWithOid; 2] = [user_id.into(), org_id.into()];
-        Spi::get_one_with_args::<Vec<String>>(
-            &format!("SELECT coalesce(array_agg(x), '{{}}') FROM auth_pg.{function}($1, $2) x"),
-            &args,
-        )
-        .expect("SPI")
-        .expect("an array")
+        Spi::get_one_with_args::<Vec<String>>(&format!("SELECT auth_pg.{function}($1, $2)"), &args)
+            .expect("SPI")
+            .expect("an array")
     }
 
     /// viewer <- editor <- org admin (acme), billing:* on the admin, * on a global superuser.

@@ -78,7 +78,7 @@ SELECT auth_pg.assign_role('attacker', 'victim-parent', 'attacker-org');
 SELECT auth_pg.unassign_role('attacker', 'victim-parent', 'attacker-org');
 SELECT auth_pg.has_permission('victim', 'reports:read', 'victim-org') AS victim_reads,
        auth_pg.has_permission('attacker', 'reports:read', 'attacker-org') AS attacker_reads;
-SELECT * FROM auth_pg.user_roles('victim', 'victim-org');
+SELECT auth_pg.user_roles('victim', 'victim-org');
 SELECT (SELECT count(*) FROM evil.tokens) + (SELECT count(*) FROM evil.organizations)
        + (SELECT count(*) FROM evil.api_key_lookup)
        + (SELECT count(*) FROM evil.sessions) + (SELECT count(*) FROM evil.roles)
