@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks: installs what they need (redis-server for the cache baseline), builds and installs
 # the extension in release mode, then runs the load runs and the criterion benches of tokens,
-# API keys, sessions and permissions, and the session cleanup run. Each starts a throwaway
+# API keys, sessions, permissions and JWT, and the session cleanup run. Each starts a throwaway
 # cluster of its own, loads its data (AUTH_PG_BENCH_TOKENS, AUTH_PG_BENCH_ORGS, AUTH_PG_BENCH_SESSIONS to change the
 # sizes) and stops it at the end. Results go to stdout (load runs, as Markdown tables) and
 # target/criterion (criterion). About an hour in all on two cores.
@@ -21,6 +21,7 @@ log "Load runs (throughput, p50, p99 beside the baselines)"
 "${loadrun[@]}" sessions "$@"
 "${loadrun[@]}" session_cleanup
 "${loadrun[@]}" permissions "$@"
+"${loadrun[@]}" jwt "$@"
 log "Criterion benches"
 cargo bench --quiet -p auth_pg_benches --bench tokens --bench api_keys --bench sessions \
-    --bench permissions
+    --bench permissions --bench jwt

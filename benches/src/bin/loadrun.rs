@@ -7,6 +7,7 @@
 //! cargo run --release -p auth_pg_benches --bin loadrun -- sessions [--seconds 10] [--rounds 3]
 //! cargo run --release -p auth_pg_benches --bin loadrun -- session_cleanup
 //! cargo run --release -p auth_pg_benches --bin loadrun -- permissions [--seconds 10] [--rounds 3]
+//! cargo run --release -p auth_pg_benches --bin loadrun -- jwt [--seconds 10] [--rounds 3]
 //! ```
 //!
 //! Prints Markdown tables for BENCHMARKS.md. `AUTH_PG_BENCH_TOKENS` sets the number of stored
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auth_pg_benches::api_keys::{ApiKeyBench, workloads as api_key_workloads};
+use auth_pg_benches::jwt::{JwtBench, workloads as jwt_workloads};
 use auth_pg_benches::load::{Plan, Workload, machine, run_and_report};
 use auth_pg_benches::permissions::{PermissionBench, workloads as permission_workloads};
 use auth_pg_benches::sessions::{SessionBench, session_count, workloads as session_workloads};
@@ -259,6 +261,25 @@ async fn permissions(plan: &Plan) {
     run_and_report(&permission_workloads(&client, &bench.questions), plan).await;
 }
 
+async fn jwt(plan: &Plan) {
+    let bench = JwtBench::setup().await;
+    let client = bench.client(8).await;
+    let server_version = bench.cluster.psql("postgres", "SHOW server_version");
+    println!(
+        "JWT: one key per algorithm (HS256 64-byte secret, Ed25519, RSA 2048, P-256); tokens \
+         signed beforehand, picked at random: 100 000 HS256 and EdDSA tokens (about 1 % of \
+         verifications hit a backend's 1 024-entry cache), 10 000 RS256 (10 %), 20 000 ES256 \
+         (5 %), and 64 EdDSA tokens for the repeated case. {} rounds of {} s per workload, interleaved; \
+         medians of the rounds.",
+        plan.rounds, plan.seconds
+    );
+    println!(
+        "Machine: {}; PostgreSQL {server_version}; Unix socket; auth_client pool of 8.\n",
+        machine()
+    );
+    run_and_report(&jwt_workloads(&client, &bench.pools), plan).await;
+}
+
 /// Deletes as many expired sessions as are in force while eight callers validate sessions in
 /// force, and reports the time, the callers' latency before and during, and the table's size.
 async fn session_cleanup() {
@@ -369,8 +390,10 @@ async fn main() {
         Some("sessions") => sessions(&plan).await,
         Some("session_cleanup") => session_cleanup().await,
         Some("permissions") => permissions(&plan).await,
+        Some("jwt") => jwt(&plan).await,
         Some(other) => panic!(
-            "unknown suite {other}: tokens, api_keys, sessions, session_cleanup or permissions"
+            "unknown suite {other}: tokens, api_keys, sessions, session_cleanup, permissions \
+             or jwt"
         ),
     }
 }
