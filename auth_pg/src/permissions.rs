@@ -371,7 +371,7 @@ impl<'conn, 'c> Change<'conn, 'c> {
                  WITH held AS ( \
                      SELECT ur.user_id, COALESCE(ur.org_id, '') AS org_id, \
                             c.ancestor_id AS role_id \
-                     FROM auth_pg.user_roles ur \
+                     FROM auth_pg.role_assignments ur \
                      JOIN auth_pg.role_closure c ON c.role_id OPERATOR(pg_catalog.=) ur.role_id \
                      WHERE ur.user_id OPERATOR(pg_catalog.=) ANY ($1)), \
                  scopes AS ( \
@@ -422,7 +422,7 @@ impl<'conn, 'c> Change<'conn, 'c> {
     fn holders(&mut self, role_id: i64) -> Vec<String> {
         let args: [DatumWithOid; 1] = [role_id.into()];
         self.users(
-            "SELECT DISTINCT ur.user_id FROM auth_pg.user_roles ur \
+            "SELECT DISTINCT ur.user_id FROM auth_pg.role_assignments ur \
              JOIN auth_pg.role_closure c ON c.role_id OPERATOR(pg_catalog.=) ur.role_id \
              WHERE c.ancestor_id OPERATOR(pg_catalog.=) $1",
             &args,
@@ -710,7 +710,7 @@ fn rebuild_permissions() -> i64 {
     change(FUNCTION, |change| {
         change.rebuild_closure();
         change.run("DELETE FROM auth_pg.user_grants", &[]);
-        let everyone = change.users("SELECT DISTINCT user_id FROM auth_pg.user_roles", &[]);
+        let everyone = change.users("SELECT DISTINCT user_id FROM auth_pg.role_assignments", &[]);
         let refreshed = change.refresh(everyone);
         notify::send(&Invalidation::PermissionsRebuilt);
         audit::record(AuditEvent {
@@ -740,10 +740,10 @@ fn set_assignment(
         let args: [DatumWithOid; 3] = [user_id.into(), org_id.into(), role.id.into()];
         let changed = change.run(
             if assign {
-                "INSERT INTO auth_pg.user_roles (user_id, org_id, role_id) VALUES ($1, $2, $3) \
+                "INSERT INTO auth_pg.role_assignments (user_id, org_id, role_id) VALUES ($1, $2, $3) \
                  ON CONFLICT DO NOTHING RETURNING 1"
             } else {
-                "DELETE FROM auth_pg.user_roles \
+                "DELETE FROM auth_pg.role_assignments \
                  WHERE user_id OPERATOR(pg_catalog.=) $1 \
                    AND (org_id OPERATOR(pg_catalog.=) $2 OR (org_id IS NULL AND $2 IS NULL)) \
                    AND role_id OPERATOR(pg_catalog.=) $3 RETURNING 1"

@@ -225,7 +225,7 @@ mod tests {
              SELECT r::text AS t FROM auth_pg.roles r UNION ALL \
              SELECT p::text FROM auth_pg.role_parents p UNION ALL \
              SELECT g::text FROM auth_pg.role_permissions g UNION ALL \
-             SELECT u::text FROM auth_pg.user_roles u UNION ALL \
+             SELECT u::text FROM auth_pg.role_assignments u UNION ALL \
              SELECT c::text FROM auth_pg.role_closure c UNION ALL \
              SELECT ug::text FROM auth_pg.user_grants ug) s",
         )

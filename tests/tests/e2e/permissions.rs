@@ -276,7 +276,7 @@ async fn check_one_snapshot(client: &mut tokio_postgres::Client) -> usize {
     }
     for row in tx
         .query(
-            "SELECT user_id, org_id, role_id FROM auth_pg.user_roles",
+            "SELECT user_id, org_id, role_id FROM auth_pg.role_assignments",
             &[],
         )
         .await

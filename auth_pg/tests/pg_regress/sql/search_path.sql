@@ -35,7 +35,7 @@ CREATE FUNCTION evil.always(bigint, bigint) RETURNS boolean LANGUAGE sql AS $$ S
 CREATE OPERATOR evil.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.always);
 CREATE FUNCTION evil.convert_to(text, name) RETURNS bytea LANGUAGE sql AS $$ SELECT '\x00'::bytea $$;
 CREATE TEMP TABLE roles (role_id bigint, name text, org_id text);
-CREATE TEMP TABLE user_roles (user_id text, org_id text, role_id bigint);
+CREATE TEMP TABLE role_assignments (user_id text, org_id text, role_id bigint);
 CREATE TEMP TABLE permission_state (version bigint);
 SET search_path = evil, pg_catalog, auth_pg;
 
@@ -86,7 +86,7 @@ SELECT (SELECT count(*) FROM evil.tokens) + (SELECT count(*) FROM evil.organizat
 SELECT (SELECT count(*) FROM pg_temp.tokens) + (SELECT count(*) FROM pg_temp.organizations)
        + (SELECT count(*) FROM pg_temp.api_key_lookup)
        + (SELECT count(*) FROM pg_temp.sessions) + (SELECT count(*) FROM pg_temp.roles)
-       + (SELECT count(*) FROM pg_temp.user_roles)
+       + (SELECT count(*) FROM pg_temp.role_assignments)
        + (SELECT count(*) FROM pg_temp.permission_state) AS temp_rows;
 RESET search_path;
 -- Every act was audited in auth_pg's table.
