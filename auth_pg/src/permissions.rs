@@ -550,6 +550,65 @@ fn delete_role(name: Option<&str>, org_id: default!(Option<&str>, "NULL")) -> bo
     })
 }
 
+/// Links `role` (named exactly, in `org_id`) to `parent` (the organization's role of that
+/// name, else the global one) or, when `add` is false, unlinks them. Returns whether anything
+/// changed.
+fn set_parent(
+    function: &'static str,
+    role: Option<&str>,
+    parent: Option<&str>,
+    org_id: Option<&str>,
+    add: bool,
+) -> bool {
+    let name = rules::check_role_name("role", role).or_raise(function);
+    let parent_name = rules::check_role_name("parent", parent).or_raise(function);
+    let org_id = check_org_id(org_id, function);
+    change(function, |change| {
+        let role = change.exact("role", name, org_id);
+        let parent = change.visible("parent", parent_name, role.org_id.as_deref());
+        if add {
+            let args: [DatumWithOid; 2] = [parent.id.into(), role.id.into()];
+            let cycle = change.find(
+                "SELECT role_id, NULL::text FROM auth_pg.role_closure \
+                 WHERE role_id OPERATOR(pg_catalog.=) $1 \
+                   AND ancestor_id OPERATOR(pg_catalog.=) $2",
+                &args,
+            );
+            if cycle.is_some() {
+                AuthPgError::RoleCycle.raise(function);
+            }
+        }
+        let args: [DatumWithOid; 2] = [role.id.into(), parent.id.into()];
+        let changed = change.run(
+            if add {
+                "INSERT INTO auth_pg.role_parents (role_id, parent_id) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING RETURNING 1"
+            } else {
+                "DELETE FROM auth_pg.role_parents \
+                 WHERE role_id OPERATOR(pg_catalog.=) $1 \
+                   AND parent_id OPERATOR(pg_catalog.=) $2 RETURNING 1"
+            },
+            &args,
+        );
+        if changed == 0 {
+            return false;
+        }
+        change.rebuild_closure();
+        let refreshed = change.refresh_holders(role.id);
+        change.role_changed(
+            if add {
+                "role.add_parent"
+            } else {
+                "role.remove_parent"
+            },
+            name,
+            org_id,
+            serde_json::json!({ "parent": parent_name, "refreshed_users": refreshed }),
+        );
+        true
+    })
+}
+
 /// Makes `role` (named exactly, in `org_id`) inherit every permission of `parent` (the
 /// organization's role of that name, else the global one). A global role's parents are
 /// global. Refuses (0LP01) a parent that already inherits from `role`. Returns false when
@@ -561,41 +620,7 @@ fn add_role_parent(
     parent: Option<&str>,
     org_id: default!(Option<&str>, "NULL"),
 ) -> bool {
-    const FUNCTION: &str = "add_role_parent";
-    let name = rules::check_role_name("role", role).or_raise(FUNCTION);
-    let parent_name = rules::check_role_name("parent", parent).or_raise(FUNCTION);
-    let org_id = check_org_id(org_id, FUNCTION);
-    change(FUNCTION, |change| {
-        let role = change.exact("role", name, org_id);
-        let parent = change.visible("parent", parent_name, role.org_id.as_deref());
-        let args: [DatumWithOid; 2] = [parent.id.into(), role.id.into()];
-        let cycle = change.find(
-            "SELECT role_id, NULL::text FROM auth_pg.role_closure \
-             WHERE role_id OPERATOR(pg_catalog.=) $1 AND ancestor_id OPERATOR(pg_catalog.=) $2",
-            &args,
-        );
-        if cycle.is_some() {
-            AuthPgError::RoleCycle.raise(FUNCTION);
-        }
-        let args: [DatumWithOid; 2] = [role.id.into(), parent.id.into()];
-        let added = change.run(
-            "INSERT INTO auth_pg.role_parents (role_id, parent_id) VALUES ($1, $2) \
-             ON CONFLICT DO NOTHING RETURNING 1",
-            &args,
-        );
-        if added == 0 {
-            return false;
-        }
-        change.rebuild_closure();
-        let refreshed = change.refresh_holders(role.id);
-        change.role_changed(
-            "role.add_parent",
-            name,
-            org_id,
-            serde_json::json!({ "parent": parent_name, "refreshed_users": refreshed }),
-        );
-        true
-    })
+    set_parent("add_role_parent", role, parent, org_id, true)
 }
 
 /// Stops `role` inheriting from `parent` (named as in `add_role_parent`). Returns false when
@@ -607,33 +632,7 @@ fn remove_role_parent(
     parent: Option<&str>,
     org_id: default!(Option<&str>, "NULL"),
 ) -> bool {
-    const FUNCTION: &str = "remove_role_parent";
-    let name = rules::check_role_name("role", role).or_raise(FUNCTION);
-    let parent_name = rules::check_role_name("parent", parent).or_raise(FUNCTION);
-    let org_id = check_org_id(org_id, FUNCTION);
-    change(FUNCTION, |change| {
-        let role = change.exact("role", name, org_id);
-        let parent = change.visible("parent", parent_name, role.org_id.as_deref());
-        let args: [DatumWithOid; 2] = [role.id.into(), parent.id.into()];
-        let removed = change.run(
-            "DELETE FROM auth_pg.role_parents \
-             WHERE role_id OPERATOR(pg_catalog.=) $1 AND parent_id OPERATOR(pg_catalog.=) $2 \
-             RETURNING 1",
-            &args,
-        );
-        if removed == 0 {
-            return false;
-        }
-        change.rebuild_closure();
-        let refreshed = change.refresh_holders(role.id);
-        change.role_changed(
-            "role.remove_parent",
-            name,
-            org_id,
-            serde_json::json!({ "parent": parent_name, "refreshed_users": refreshed }),
-        );
-        true
-    })
+    set_parent("remove_role_parent", role, parent, org_id, false)
 }
 
 /// Grants `permission` to `role` (named exactly, in `org_id`) or, when `grant` is false,
