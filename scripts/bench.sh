@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks: installs what they need (redis-server for the cache baseline), builds and installs
 # the extension in release mode, then runs the load runs and the criterion benches of tokens,
-# API keys and sessions, and the session cleanup run. Each starts a throwaway cluster of its own,
-# loads its data (AUTH_PG_BENCH_TOKENS, AUTH_PG_BENCH_ORGS, AUTH_PG_BENCH_SESSIONS to change the
+# API keys, sessions, permissions and JWT, and the session cleanup run. Each starts a throwaway
+# cluster of its own, loads its data (AUTH_PG_BENCH_TOKENS, AUTH_PG_BENCH_ORGS, AUTH_PG_BENCH_SESSIONS to change the
 # sizes) and stops it at the end. Results go to stdout (load runs, as Markdown tables) and
 # target/criterion (criterion). About an hour in all on two cores.
 #
@@ -20,6 +20,8 @@ log "Load runs (throughput, p50, p99 beside the baselines)"
 "${loadrun[@]}" api_keys "$@"
 "${loadrun[@]}" sessions "$@"
 "${loadrun[@]}" session_cleanup
+"${loadrun[@]}" permissions "$@"
+"${loadrun[@]}" jwt "$@"
 log "Criterion benches"
 cargo bench --quiet -p auth_pg_benches --bench tokens --bench api_keys --bench sessions \
-    --bench permissions
+    --bench permissions --bench jwt

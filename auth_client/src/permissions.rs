@@ -8,9 +8,8 @@ use crate::{AuthClient, Error};
 
 const HAS_PERMISSION: &str = "SELECT auth_pg.has_permission($1, $2, $3)";
 const HAS_PERMISSIONS: &str = "SELECT auth_pg.has_permissions($1, $2, $3, $4)";
-const USER_PERMISSIONS: &str =
-    "SELECT pg_catalog.array_agg(p) FROM auth_pg.user_permissions($1, $2) AS p";
-const USER_ROLES: &str = "SELECT pg_catalog.array_agg(r) FROM auth_pg.user_roles($1, $2) AS r";
+const USER_PERMISSIONS: &str = "SELECT auth_pg.user_permissions($1, $2)";
+const USER_ROLES: &str = "SELECT auth_pg.user_roles($1, $2)";
 const CREATE_ROLE: &str = "SELECT auth_pg.create_role($1, $2, $3)";
 const DELETE_ROLE: &str = "SELECT auth_pg.delete_role($1, $2)";
 const ADD_ROLE_PARENT: &str = "SELECT auth_pg.add_role_parent($1, $2, $3)";
@@ -65,18 +64,14 @@ impl AuthClient {
         org: Option<&str>,
     ) -> Result<Vec<String>, Error> {
         let row = self.query_one(USER_PERMISSIONS, &[&user_id, &org]).await?;
-        Ok(row
-            .try_get::<_, Option<Vec<String>>>(0)?
-            .unwrap_or_default())
+        Ok(row.try_get(0)?)
     }
 
     /// The user's effective roles in `org`: those held there or everywhere, and their
     /// ancestors; sorted by bytes.
     pub async fn user_roles(&self, user_id: &str, org: Option<&str>) -> Result<Vec<String>, Error> {
         let row = self.query_one(USER_ROLES, &[&user_id, &org]).await?;
-        Ok(row
-            .try_get::<_, Option<Vec<String>>>(0)?
-            .unwrap_or_default())
+        Ok(row.try_get(0)?)
     }
 
     /// Creates a role of `org`, or a global one. Needs the `auth_pg_admin` role; every change

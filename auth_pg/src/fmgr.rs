@@ -178,10 +178,26 @@ pub(crate) unsafe fn text_array_arg<'call>(
     fcinfo: pg_sys::FunctionCallInfo,
     n: usize,
 ) -> Option<Vec<Option<&'call [u8]>>> {
-    // SAFETY: as documented; deconstruct_array palloc's its outputs in the call's context.
+    // SAFETY: as documented.
     unsafe {
         let datum = datum_arg(fcinfo, n)?;
         let array = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<pg_sys::ArrayType>();
+        Some(text_array_elements(array))
+    }
+}
+
+/// The elements of a `text[]` as the bytes of each (`None` for a NULL element), in storage
+/// order.
+///
+/// # Safety
+///
+/// `array` must be a detoasted `text[]` that outlives the returned slices; the outputs of
+/// `deconstruct_array` are palloc'd in the current memory context.
+pub(crate) unsafe fn text_array_elements<'a>(
+    array: *mut pg_sys::ArrayType,
+) -> Vec<Option<&'a [u8]>> {
+    // SAFETY: as documented.
+    unsafe {
         let mut values: *mut Datum = std::ptr::null_mut();
         let mut nulls: *mut bool = std::ptr::null_mut();
         let mut count: i32 = 0;
@@ -205,6 +221,6 @@ pub(crate) unsafe fn text_array_arg<'call>(
                 out.push(Some(pgrx::varlena::varlena_to_byte_slice(text)));
             }
         }
-        Some(out)
+        out
     }
 }

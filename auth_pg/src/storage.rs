@@ -377,32 +377,16 @@ impl Row<'_> {
     pub(crate) fn text_array(&self, attno: usize) -> Option<Vec<&[u8]>> {
         let datum = self.datum(attno)?;
         // SAFETY: the attribute is a `text[]` (callers use the column constants checked against
-        // the catalog); deconstruct_array palloc's its outputs in the current memory context
-        // and the element datums point into the detoasted array, which lives as long.
+        // the catalog); the detoasted array lives in the current memory context, at least as
+        // long as the row.
         unsafe {
             let array = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<pg_sys::ArrayType>();
-            let mut values: *mut Datum = std::ptr::null_mut();
-            let mut nulls: *mut bool = std::ptr::null_mut();
-            let mut count: i32 = 0;
-            pg_sys::deconstruct_array(
-                array,
-                pg_sys::TEXTOID,
-                -1,
-                false,
-                pg_sys::TYPALIGN_INT as std::ffi::c_char,
-                &mut values,
-                &mut nulls,
-                &mut count,
-            );
-            let count = usize::try_from(count).unwrap_or(0);
-            let mut out = Vec::with_capacity(count);
-            for i in 0..count {
-                if !*nulls.add(i) {
-                    let text = pg_sys::pg_detoast_datum_packed((*values.add(i)).cast_mut_ptr());
-                    out.push(pgrx::varlena::varlena_to_byte_slice(text));
-                }
-            }
-            Some(out)
+            Some(
+                crate::fmgr::text_array_elements(array)
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            )
         }
     }
 

@@ -24,7 +24,7 @@ fn benches(c: &mut Criterion) {
     let admin = runtime.block_on(bench.client(roles::ADMIN, 1));
     let holders = bench.cluster.psql(
         "bench",
-        "SELECT count(DISTINCT ur.user_id) FROM auth_pg.user_roles ur \
+        "SELECT count(DISTINCT ur.user_id) FROM auth_pg.role_assignments ur \
          JOIN auth_pg.role_closure c ON c.role_id = ur.role_id \
          JOIN auth_pg.roles r ON r.role_id = c.ancestor_id WHERE r.name = 'role-0'",
     );

@@ -19,6 +19,7 @@ use crate::load::Workload;
 
 pub mod api_keys;
 pub mod criterion_groups;
+pub mod jwt;
 pub mod load;
 pub mod permissions;
 pub mod sessions;

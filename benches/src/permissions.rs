@@ -53,11 +53,11 @@ const LOAD: &[&str] = &[
      SELECT 'user-' || u AS user_id, a, 125 + ((u * 7919 + a * 104729) % 375) AS j, \
             (u * 31 + a * 17) % 1000 AS org \
      FROM generate_series(0, 99999) AS u CROSS JOIN generate_series(0, 1) AS a",
-    "INSERT INTO auth_pg.user_roles (user_id, org_id, role_id) \
+    "INSERT INTO auth_pg.role_assignments (user_id, org_id, role_id) \
      SELECT DISTINCT p.user_id, \
             'org-' || CASE WHEN p.j >= 375 THEN (p.j - 375) * 8 ELSE p.org END, r.role_id \
      FROM picks p JOIN auth_pg.roles r ON r.name = 'role-' || p.j",
-    "INSERT INTO auth_pg.user_roles (user_id, org_id, role_id) \
+    "INSERT INTO auth_pg.role_assignments (user_id, org_id, role_id) \
      SELECT 'user-' || u, NULL, r.role_id FROM generate_series(0, 99999, 100) AS u \
      JOIN auth_pg.roles r ON r.name = 'role-' || (125 + u % 125)",
     "SELECT auth_pg.rebuild_permissions()",
@@ -70,7 +70,7 @@ const LOAD: &[&str] = &[
          PRIMARY KEY (role_id, permission_id))",
     "CREATE TABLE bench_plain.user_roles (user_id text, org_id text, role_id bigint)",
     "CREATE INDEX ON bench_plain.user_roles (user_id, org_id)",
-    "INSERT INTO bench_plain.users SELECT DISTINCT user_id FROM auth_pg.user_roles",
+    "INSERT INTO bench_plain.users SELECT DISTINCT user_id FROM auth_pg.role_assignments",
     "INSERT INTO bench_plain.roles SELECT role_id, name FROM auth_pg.roles",
     "INSERT INTO bench_plain.permissions \
      SELECT row_number() OVER (ORDER BY permission), permission \
@@ -79,7 +79,7 @@ const LOAD: &[&str] = &[
      SELECT DISTINCT c.role_id, p.permission_id FROM auth_pg.role_closure c \
      JOIN auth_pg.role_permissions g ON g.role_id = c.ancestor_id \
      JOIN bench_plain.permissions p ON p.name = g.permission",
-    "INSERT INTO bench_plain.user_roles SELECT user_id, org_id, role_id FROM auth_pg.user_roles",
+    "INSERT INTO bench_plain.user_roles SELECT user_id, org_id, role_id FROM auth_pg.role_assignments",
     "GRANT USAGE ON SCHEMA bench_plain TO app_validator",
     "GRANT SELECT ON ALL TABLES IN SCHEMA bench_plain TO app_validator",
     "VACUUM ANALYZE",

@@ -1,6 +1,6 @@
 -- auth_pg: roles and permissions, per organization, with inheritance and wildcards.
 --
--- The tables an administrator changes (roles, role_parents, role_permissions, user_roles) are
+-- The tables an administrator changes (roles, role_parents, role_permissions, role_assignments) are
 -- the truth. Two tables are derived from them, always in the same transaction as the change:
 -- role_closure (every role with each of its ancestors) and user_grants (each user's effective
 -- roles and permissions per organization, sorted), which is what a check reads, in one probe
@@ -50,17 +50,17 @@ CREATE TABLE auth_pg.role_permissions (
 COMMENT ON TABLE auth_pg.role_permissions IS
     'Permissions granted to a role directly; names like documents:read, documents:* or *';
 
-CREATE TABLE auth_pg.user_roles (
+CREATE TABLE auth_pg.role_assignments (
     user_id     text NOT NULL,
     org_id      text,
     role_id     bigint NOT NULL REFERENCES auth_pg.roles ON DELETE CASCADE,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    CONSTRAINT user_roles_user_id_not_empty CHECK (user_id OPERATOR(pg_catalog.<>) ''),
-    CONSTRAINT user_roles_org_id_not_empty CHECK (org_id OPERATOR(pg_catalog.<>) ''),
-    CONSTRAINT user_roles_key UNIQUE NULLS NOT DISTINCT (user_id, org_id, role_id)
+    CONSTRAINT role_assignments_user_id_not_empty CHECK (user_id OPERATOR(pg_catalog.<>) ''),
+    CONSTRAINT role_assignments_org_id_not_empty CHECK (org_id OPERATOR(pg_catalog.<>) ''),
+    CONSTRAINT role_assignments_key UNIQUE NULLS NOT DISTINCT (user_id, org_id, role_id)
 );
-CREATE INDEX user_roles_role_id_idx ON auth_pg.user_roles (role_id);
-COMMENT ON TABLE auth_pg.user_roles IS
+CREATE INDEX role_assignments_role_id_idx ON auth_pg.role_assignments (role_id);
+COMMENT ON TABLE auth_pg.role_assignments IS
     'Roles held by users in an organization, or everywhere (org_id NULL)';
 
 -- Derived: each role with itself and every ancestor.
@@ -93,7 +93,7 @@ SELECT pg_catalog.pg_extension_config_dump('auth_pg.roles', '');
 SELECT pg_catalog.pg_extension_config_dump('auth_pg.roles_role_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('auth_pg.role_parents', '');
 SELECT pg_catalog.pg_extension_config_dump('auth_pg.role_permissions', '');
-SELECT pg_catalog.pg_extension_config_dump('auth_pg.user_roles', '');
+SELECT pg_catalog.pg_extension_config_dump('auth_pg.role_assignments', '');
 SELECT pg_catalog.pg_extension_config_dump('auth_pg.role_closure', '');
 SELECT pg_catalog.pg_extension_config_dump('auth_pg.user_grants', '');
 
@@ -105,3 +105,17 @@ CREATE FUNCTION auth_pg.has_permission(user_id text, permission text, org_id tex
     LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_has_permission';
 COMMENT ON FUNCTION auth_pg.has_permission(text, text, text) IS
     'Whether the user holds the permission in the organization (NULL: global roles only), directly, by inheritance or by a wildcard. Reads only; one index probe.';
+
+CREATE FUNCTION auth_pg.user_permissions(user_id text, org_id text DEFAULT NULL)
+    RETURNS text[]
+    STABLE PARALLEL SAFE SECURITY DEFINER
+    LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_user_permissions';
+COMMENT ON FUNCTION auth_pg.user_permissions(text, text) IS
+    'The user''s effective permissions in the organization (NULL: global roles only), inherited and global ones included: sorted by bytes, distinct, wildcards as granted. One index probe.';
+
+CREATE FUNCTION auth_pg.user_roles(user_id text, org_id text DEFAULT NULL)
+    RETURNS text[]
+    STABLE PARALLEL SAFE SECURITY DEFINER
+    LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_user_roles';
+COMMENT ON FUNCTION auth_pg.user_roles(text, text) IS
+    'The user''s effective roles in the organization (NULL: global roles only): held there or everywhere, and their ancestors; sorted by bytes. One index probe.';

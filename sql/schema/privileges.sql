@@ -67,7 +67,7 @@ TO auth_pg_admin;
 GRANT SELECT ON auth_pg.audit_events TO auth_pg_admin;
 -- Roles are read directly; they are changed only through the functions above, which keep the
 -- derived tables (role_closure, user_grants) exact.
-GRANT SELECT ON auth_pg.roles, auth_pg.role_parents, auth_pg.role_permissions, auth_pg.user_roles
+GRANT SELECT ON auth_pg.roles, auth_pg.role_parents, auth_pg.role_permissions, auth_pg.role_assignments
 TO auth_pg_admin;
 -- auth_pg.jwt_keys holds key material: no role but its owner reads it. list_jwt_keys shows the
 -- rest, and the public part of public keys.

@@ -23,12 +23,9 @@ mod tests {
 
     fn listed(function: &str, user_id: &str, org_id: Option<&str>) -> Vec<String> {
         let args: [DatumWithOid; 2] = [user_id.into(), org_id.into()];
-        Spi::get_one_with_args::<Vec<String>>(
-            &format!("SELECT coalesce(array_agg(x), '{{}}') FROM auth_pg.{function}($1, $2) x"),
-            &args,
-        )
-        .expect("SPI")
-        .expect("an array")
+        Spi::get_one_with_args::<Vec<String>>(&format!("SELECT auth_pg.{function}($1, $2)"), &args)
+            .expect("SPI")
+            .expect("an array")
     }
 
     /// viewer <- editor <- org admin (acme), billing:* on the admin, * on a global superuser.
@@ -228,7 +225,7 @@ mod tests {
              SELECT r::text AS t FROM auth_pg.roles r UNION ALL \
              SELECT p::text FROM auth_pg.role_parents p UNION ALL \
              SELECT g::text FROM auth_pg.role_permissions g UNION ALL \
-             SELECT u::text FROM auth_pg.user_roles u UNION ALL \
+             SELECT u::text FROM auth_pg.role_assignments u UNION ALL \
              SELECT c::text FROM auth_pg.role_closure c UNION ALL \
              SELECT ug::text FROM auth_pg.user_grants ug) s",
         )

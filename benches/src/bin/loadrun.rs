@@ -6,6 +6,8 @@
 //! cargo run --release -p auth_pg_benches --bin loadrun -- api_keys [--seconds 10] [--rounds 3]
 //! cargo run --release -p auth_pg_benches --bin loadrun -- sessions [--seconds 10] [--rounds 3]
 //! cargo run --release -p auth_pg_benches --bin loadrun -- session_cleanup
+//! cargo run --release -p auth_pg_benches --bin loadrun -- permissions [--seconds 10] [--rounds 3]
+//! cargo run --release -p auth_pg_benches --bin loadrun -- jwt [--seconds 10] [--rounds 3]
 //! ```
 //!
 //! Prints Markdown tables for BENCHMARKS.md. `AUTH_PG_BENCH_TOKENS` sets the number of stored
@@ -20,7 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auth_pg_benches::api_keys::{ApiKeyBench, workloads as api_key_workloads};
+use auth_pg_benches::jwt::{JwtBench, workloads as jwt_workloads};
 use auth_pg_benches::load::{Plan, Workload, machine, run_and_report};
+use auth_pg_benches::permissions::{PermissionBench, workloads as permission_workloads};
 use auth_pg_benches::sessions::{SessionBench, session_count, workloads as session_workloads};
 use auth_pg_benches::stats::{Summary, median};
 use auth_pg_benches::{TokenBench, token_count, token_workloads};
@@ -234,6 +238,48 @@ async fn sessions(plan: &Plan) {
     println!("\nUpdates during the run: {updates}.");
 }
 
+async fn permissions(plan: &Plan) {
+    let bench = PermissionBench::setup().await;
+    let client = bench.client(auth_pg_e2e::roles::VALIDATOR, 8).await;
+    let server_version = bench.cluster.psql("postgres", "SHOW server_version");
+    let rows = bench.cluster.psql(
+        auth_pg_benches::DATABASE,
+        "SELECT format('%s user_grants rows, %s permissions each on average', count(*), \
+                       round(avg(cardinality(permissions)))) FROM auth_pg.user_grants",
+    );
+    println!(
+        "Permissions: 100 000 users, 1 000 organizations, 500 roles (chains three parents deep), \
+         2 000 permissions; {rows}. {} rounds of {} s per workload, interleaved; medians of the \
+         rounds. Each call asks about a random (user, organization) pair the user holds a role \
+         in.",
+        plan.rounds, plan.seconds
+    );
+    println!(
+        "Machine: {}; PostgreSQL {server_version}; Unix socket; auth_client pool of 8.\n",
+        machine()
+    );
+    run_and_report(&permission_workloads(&client, &bench.questions), plan).await;
+}
+
+async fn jwt(plan: &Plan) {
+    let bench = JwtBench::setup().await;
+    let client = bench.client(8).await;
+    let server_version = bench.cluster.psql("postgres", "SHOW server_version");
+    println!(
+        "JWT: one key per algorithm (HS256 64-byte secret, Ed25519, RSA 2048, P-256); tokens \
+         signed beforehand, picked at random: 100 000 HS256 and EdDSA tokens (about 1 % of \
+         verifications hit a backend's 1 024-entry cache), 10 000 RS256 (10 %), 20 000 ES256 \
+         (5 %), and 64 EdDSA tokens for the repeated case. {} rounds of {} s per workload, interleaved; \
+         medians of the rounds.",
+        plan.rounds, plan.seconds
+    );
+    println!(
+        "Machine: {}; PostgreSQL {server_version}; Unix socket; auth_client pool of 8.\n",
+        machine()
+    );
+    run_and_report(&jwt_workloads(&client, &bench.pools), plan).await;
+}
+
 /// Deletes as many expired sessions as are in force while eight callers validate sessions in
 /// force, and reports the time, the callers' latency before and during, and the table's size.
 async fn session_cleanup() {
@@ -343,8 +389,11 @@ async fn main() {
         Some("api_keys") => api_keys(&plan).await,
         Some("sessions") => sessions(&plan).await,
         Some("session_cleanup") => session_cleanup().await,
-        Some(other) => {
-            panic!("unknown suite {other}: tokens, api_keys, sessions or session_cleanup")
-        }
+        Some("permissions") => permissions(&plan).await,
+        Some("jwt") => jwt(&plan).await,
+        Some(other) => panic!(
+            "unknown suite {other}: tokens, api_keys, sessions, session_cleanup, permissions \
+             or jwt"
+        ),
     }
 }

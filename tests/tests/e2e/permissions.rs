@@ -276,7 +276,7 @@ async fn check_one_snapshot(client: &mut tokio_postgres::Client) -> usize {
     }
     for row in tx
         .query(
-            "SELECT user_id, org_id, role_id FROM auth_pg.user_roles",
+            "SELECT user_id, org_id, role_id FROM auth_pg.role_assignments",
             &[],
         )
         .await
@@ -287,12 +287,7 @@ async fn check_one_snapshot(client: &mut tokio_postgres::Client) -> usize {
             .push((row.get(0), row.get(1), row.get(2)));
     }
     let listed = tx
-        .prepare(
-            "SELECT coalesce((SELECT array_agg(r ORDER BY n) \
-                              FROM auth_pg.user_roles($1, $2) WITH ORDINALITY AS t (r, n)), '{}'), \
-                    coalesce((SELECT array_agg(p ORDER BY n) \
-                              FROM auth_pg.user_permissions($1, $2) WITH ORDINALITY AS t (p, n)), '{}')",
-        )
+        .prepare("SELECT auth_pg.user_roles($1, $2), auth_pg.user_permissions($1, $2)")
         .await
         .expect("prepare");
     let has = tx

@@ -22,9 +22,9 @@ SELECT org, auth_pg.has_permission('ada', 'documents:write', org) AS writes,
        auth_pg.has_permission('ada', 'billing:invoices:export', org) AS exports_invoices,
        auth_pg.has_permission('ada', 'tickets:close', org) AS closes_tickets
 FROM unnest(ARRAY['acme', 'globex', 'initech', NULL]) AS org;
-SELECT * FROM auth_pg.user_permissions('ada', 'acme');
-SELECT * FROM auth_pg.user_permissions('ada', 'globex');
-SELECT * FROM auth_pg.user_roles('ada', 'acme');
+SELECT auth_pg.user_permissions('ada', 'acme');
+SELECT auth_pg.user_permissions('ada', 'globex');
+SELECT auth_pg.user_roles('ada', 'acme');
 SELECT auth_pg.has_permissions('ada', ARRAY['documents:read', 'billing:refund'], 'acme') AS all_in_acme,
        auth_pg.has_permissions('ada', ARRAY['documents:read', 'billing:refund'], 'globex') AS all_in_globex,
        auth_pg.has_permissions('ada', ARRAY['documents:read', 'billing:refund'], 'globex', false) AS any_in_globex;

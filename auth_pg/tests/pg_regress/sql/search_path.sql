@@ -35,7 +35,7 @@ CREATE FUNCTION evil.always(bigint, bigint) RETURNS boolean LANGUAGE sql AS $$ S
 CREATE OPERATOR evil.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.always);
 CREATE FUNCTION evil.convert_to(text, name) RETURNS bytea LANGUAGE sql AS $$ SELECT '\x00'::bytea $$;
 CREATE TEMP TABLE roles (role_id bigint, name text, org_id text);
-CREATE TEMP TABLE user_roles (user_id text, org_id text, role_id bigint);
+CREATE TEMP TABLE role_assignments (user_id text, org_id text, role_id bigint);
 CREATE TEMP TABLE permission_state (version bigint);
 SET search_path = evil, pg_catalog, auth_pg;
 
@@ -78,7 +78,7 @@ SELECT auth_pg.assign_role('attacker', 'victim-parent', 'attacker-org');
 SELECT auth_pg.unassign_role('attacker', 'victim-parent', 'attacker-org');
 SELECT auth_pg.has_permission('victim', 'reports:read', 'victim-org') AS victim_reads,
        auth_pg.has_permission('attacker', 'reports:read', 'attacker-org') AS attacker_reads;
-SELECT * FROM auth_pg.user_roles('victim', 'victim-org');
+SELECT auth_pg.user_roles('victim', 'victim-org');
 SELECT (SELECT count(*) FROM evil.tokens) + (SELECT count(*) FROM evil.organizations)
        + (SELECT count(*) FROM evil.api_key_lookup)
        + (SELECT count(*) FROM evil.sessions) + (SELECT count(*) FROM evil.roles)
@@ -86,7 +86,7 @@ SELECT (SELECT count(*) FROM evil.tokens) + (SELECT count(*) FROM evil.organizat
 SELECT (SELECT count(*) FROM pg_temp.tokens) + (SELECT count(*) FROM pg_temp.organizations)
        + (SELECT count(*) FROM pg_temp.api_key_lookup)
        + (SELECT count(*) FROM pg_temp.sessions) + (SELECT count(*) FROM pg_temp.roles)
-       + (SELECT count(*) FROM pg_temp.user_roles)
+       + (SELECT count(*) FROM pg_temp.role_assignments)
        + (SELECT count(*) FROM pg_temp.permission_state) AS temp_rows;
 -- The same for JWT keys: the key table is read by OID, written through qualified names.
 CREATE TEMP TABLE jwt_keys (kid text, algorithm text, key text, active boolean);

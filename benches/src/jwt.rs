@@ -1,0 +1,208 @@
+//! Set-up for the JWT benchmarks: keys of each algorithm in `auth_pg.jwt_keys`, tokens signed
+//! beforehand (outside the measurement), and the HMAC check an application writes in plain SQL
+//! with pgcrypto, as pgjwt does.
+//!
+//! Workloads pick tokens at random from a pool. A pool much larger than the verified-token
+//! cache (1 024 entries per backend) makes nearly every verification a signature check ("never
+//! seen before"); a pool of 64 tokens makes nearly every one a cache hit ("repeated").
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth_client::{AuthClient, Config};
+use auth_core::jwt::{Algorithm, SigningKey, sign};
+use auth_pg_e2e::{Cluster, roles};
+
+use crate::load::Workload;
+use crate::{DATABASE, bench_cluster, connect_to, select_one};
+
+/// The HMAC secret of the HS256 key (test material, 64 bytes).
+const HMAC_SECRET: &str = "bench-only-secret-0123456789abcdef0123456789abcdef0123456789abcd";
+const ED25519: &str = include_str!("../../auth_core/tests/keys/ed25519.private.pem");
+const RSA2048: &str = include_str!("../../auth_core/tests/keys/rsa2048.private.pem");
+const P256: &str = include_str!("../../auth_core/tests/keys/p256.private.pem");
+
+/// The plain-SQL check, pgjwt's way: recompute the HMAC of the signing input with pgcrypto,
+/// base64url-encode it, compare, then decode the claims and check `exp`.
+pub const PLAIN_HS256: &str = "SELECT t.s = pg_catalog.translate(pg_catalog.rtrim(pg_catalog.encode( \
+         hmac(t.h || '.' || t.p, $2, 'sha256'), 'base64'), '='), '+/', '-_') \
+       AND (pg_catalog.convert_from(pg_catalog.decode(pg_catalog.rpad( \
+             pg_catalog.translate(t.p, '-_', '+/'), (pg_catalog.length(t.p) + 3) / 4 * 4, '='), \
+             'base64'), 'UTF8')::jsonb ->> 'exp')::numeric \
+           > pg_catalog.extract(epoch FROM pg_catalog.now()) \
+     FROM (SELECT pg_catalog.split_part($1, '.', 1) AS h, pg_catalog.split_part($1, '.', 2) AS p, \
+                  pg_catalog.split_part($1, '.', 3) AS s) AS t";
+
+/// `jwt_verify`'s status, the one field a request needs first.
+pub const VERIFY: &str = "SELECT (auth_pg.jwt_verify($1)).status";
+
+/// One key and the tokens signed with it.
+pub struct Signed {
+    /// The workload's name.
+    pub name: &'static str,
+    /// The tokens.
+    pub tokens: Arc<Vec<String>>,
+}
+
+/// A cluster with one key of each measured algorithm.
+pub struct JwtBench {
+    /// The cluster (stopped and removed when this is dropped).
+    pub cluster: Cluster,
+    /// Token pools, one per workload.
+    pub pools: Vec<Signed>,
+}
+
+/// `n` tokens for distinct subjects, signed by `key` as `kid`, valid for a day; signed on two
+/// threads (RSA signing in pure Rust takes about a millisecond a token).
+fn tokens(algorithm: Algorithm, key: &str, kid: &str, n: usize) -> Vec<String> {
+    let key = SigningKey::parse(algorithm, key).expect("test key");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let sign_range = |range: std::ops::Range<usize>| -> Vec<String> {
+        range
+            .map(|i| {
+                let claims = serde_json::json!({
+                    "sub": format!("user-{i}"),
+                    "iat": now,
+                    "exp": now + 86_400,
+                    "role": "authenticated",
+                });
+                sign(&claims, &key, Some(kid)).expect("sign")
+            })
+            .collect()
+    };
+    std::thread::scope(|scope| {
+        let half = n / 2;
+        let first = scope.spawn(move || sign_range(0..half));
+        let mut second = sign_range(half..n);
+        let mut all = first.join().expect("signing thread");
+        all.append(&mut second);
+        all
+    })
+}
+
+impl JwtBench {
+    /// Starts a cluster, adds the keys and signs the token pools.
+    pub async fn setup() -> Self {
+        let cluster = bench_cluster();
+        cluster.create_database(DATABASE);
+        let db = connect_to(&cluster, roles::SUPERUSER, DATABASE).await;
+        db.batch_execute("CREATE EXTENSION pgcrypto")
+            .await
+            .expect("pgcrypto");
+        for (kid, algorithm, key) in [
+            ("hs", "HS256", HMAC_SECRET),
+            ("ed", "EdDSA", ED25519),
+            ("rs", "RS256", RSA2048),
+            ("es", "ES256", P256),
+        ] {
+            db.execute(
+                "SELECT auth_pg.add_jwt_key($1, $2, $3)",
+                &[&kid, &algorithm, &key],
+            )
+            .await
+            .expect("add_jwt_key");
+        }
+        eprintln!("signing token pools...");
+        let pools = vec![
+            Signed {
+                name: "`jwt_verify` HS256, never seen before",
+                tokens: Arc::new(tokens(Algorithm::HS256, HMAC_SECRET, "hs", 100_000)),
+            },
+            Signed {
+                name: "`jwt_verify` EdDSA, never seen before",
+                tokens: Arc::new(tokens(Algorithm::EdDSA, ED25519, "ed", 100_000)),
+            },
+            Signed {
+                name: "`jwt_verify` EdDSA, repeated (64 tokens)",
+                tokens: Arc::new(tokens(Algorithm::EdDSA, ED25519, "ed", 64)),
+            },
+            Signed {
+                name: "`jwt_verify` RS256, never seen before",
+                tokens: Arc::new(tokens(Algorithm::RS256, RSA2048, "rs", 10_000)),
+            },
+            Signed {
+                name: "`jwt_verify` ES256, never seen before",
+                tokens: Arc::new(tokens(Algorithm::ES256, P256, "es", 20_000)),
+            },
+        ];
+        Self { cluster, pools }
+    }
+
+    /// A validator client with `pool_size` connections, all opened and statements prepared.
+    pub async fn client(&self, pool_size: usize) -> AuthClient {
+        let mut config =
+            Config::from_url(&self.cluster.url(roles::VALIDATOR, DATABASE)).expect("url");
+        config
+            .pool_size(pool_size)
+            .wait_timeout(Some(Duration::from_secs(30)));
+        let client = AuthClient::new(&config).expect("client");
+        let mut warm = Vec::new();
+        for _ in 0..pool_size {
+            let client = client.clone();
+            let firsts: Vec<String> = self.pools.iter().map(|p| p.tokens[0].clone()).collect();
+            warm.push(tokio::spawn(async move {
+                for _ in 0..5 {
+                    client.ping().await.expect("ping");
+                    assert!(plain(&client, &firsts[0]).await);
+                    for token in &firsts {
+                        assert_eq!(verify(&client, token).await, "valid");
+                    }
+                }
+            }));
+        }
+        for task in warm {
+            task.await.expect("warm-up");
+        }
+        client
+    }
+}
+
+async fn verify(client: &AuthClient, token: &str) -> String {
+    let connection = client.pool().get().await.expect("connection");
+    let statement = connection.prepare_cached(VERIFY).await.expect("prepare");
+    connection
+        .query_one(&statement, &[&token])
+        .await
+        .expect("jwt_verify")
+        .get(0)
+}
+
+async fn plain(client: &AuthClient, token: &str) -> bool {
+    let connection = client.pool().get().await.expect("connection");
+    let statement = connection
+        .prepare_cached(PLAIN_HS256)
+        .await
+        .expect("prepare");
+    connection
+        .query_one(&statement, &[&token, &HMAC_SECRET])
+        .await
+        .expect("plain HS256")
+        .get(0)
+}
+
+/// The JWT workloads, `SELECT 1` first, then the plain-SQL HS256 check, then `jwt_verify` on
+/// each pool.
+pub fn workloads(client: &AuthClient, pools: &[Signed]) -> Vec<Workload> {
+    let mut workloads = vec![select_one(client)];
+    {
+        let (client, tokens) = (client.clone(), pools[0].tokens.clone());
+        workloads.push(Workload::new(
+            "plain SQL HS256 (pgcrypto `hmac`, pgjwt's way)",
+            move |_, random| {
+                let (client, token) = (client.clone(), tokens[random % tokens.len()].clone());
+                async move { assert!(plain(&client, &token).await) }
+            },
+        ));
+    }
+    for pool in pools {
+        let (client, tokens) = (client.clone(), pool.tokens.clone());
+        workloads.push(Workload::new(pool.name, move |_, random| {
+            let (client, token) = (client.clone(), tokens[random % tokens.len()].clone());
+            async move { assert_eq!(verify(&client, &token).await, "valid") }
+        }));
+    }
+    workloads
+}
