@@ -29,7 +29,7 @@ pub const PLAIN_HS256: &str = "SELECT t.s = pg_catalog.translate(pg_catalog.rtri
        AND (pg_catalog.convert_from(pg_catalog.decode(pg_catalog.rpad( \
              pg_catalog.translate(t.p, '-_', '+/'), (pg_catalog.length(t.p) + 3) / 4 * 4, '='), \
              'base64'), 'UTF8')::jsonb ->> 'exp')::numeric \
-           > pg_catalog.extract(epoch FROM pg_catalog.now()) \
+           > EXTRACT(epoch FROM pg_catalog.now()) \
      FROM (SELECT pg_catalog.split_part($1, '.', 1) AS h, pg_catalog.split_part($1, '.', 2) AS p, \
                   pg_catalog.split_part($1, '.', 3) AS s) AS t";
 
