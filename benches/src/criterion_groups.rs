@@ -5,6 +5,7 @@
 //! all callers together, so the groups read alike: lower is better, and the ratio of two
 //! workloads' times is the inverse of the ratio of their throughputs.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
@@ -50,16 +51,23 @@ pub fn bench_workloads(
     }
 }
 
+/// Seeds for the callers' pickers, never the same twice in a process: with flat sampling every
+/// sample has the same number of iterations, so a seed made from it would replay the same
+/// requests in every sample (and a cache, or a touch that writes once a minute, would see
+/// only repeats after the first).
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
 /// Runs `iters` calls of `workload` spread over `callers` concurrent callers and returns the
 /// wall time scaled to exactly `iters` calls.
 async fn run_callers(workload: Workload, callers: usize, iters: u64) -> Duration {
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
     let per_caller = iters.div_ceil(callers as u64);
     let start = Instant::now();
     let tasks: Vec<_> = (0..callers)
         .map(|caller| {
             let workload = workload.clone();
             tokio::spawn(async move {
-                let mut picker = Picker::new(caller as u64 + iters);
+                let mut picker = Picker::new(run * 1_000 + caller as u64);
                 for _ in 0..per_caller {
                     workload.call(caller, picker.below(usize::MAX)).await;
                 }
