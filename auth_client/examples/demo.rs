@@ -275,7 +275,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     admin
         .grant_permission("member", "comments:write", None)
         .await?;
-    if let Some(payload) = next_event(&mut notified, "role_changed").await {
+    // The roles set up above announced themselves too: wait for this grant's event.
+    let this_grant = |event: &serde_json::Value| event["role"] == "member";
+    if let Some(payload) = next_event_where(&mut notified, "role_changed", this_grant).await {
         println!("20. grant_permission(member, comments:write)");
         println!("    NOTIFY auth_pg_invalidate               {payload}");
     }
@@ -352,13 +354,23 @@ async fn next_event(
     notified: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
     event: &str,
 ) -> Option<String> {
+    next_event_where(notified, event, |_| true).await
+}
+
+/// As [`next_event`], for an event that `wanted` also accepts.
+async fn next_event_where(
+    notified: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    event: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> Option<String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let payload = tokio::time::timeout_at(deadline, notified.recv())
             .await
             .ok()??;
         let parsed: serde_json::Value = serde_json::from_str(&payload).unwrap_or_default();
-        if parsed.get("event").and_then(serde_json::Value::as_str) == Some(event) {
+        if parsed.get("event").and_then(serde_json::Value::as_str) == Some(event) && wanted(&parsed)
+        {
             return Some(payload);
         }
     }
