@@ -19,6 +19,7 @@ mod error;
 mod fmgr;
 mod gucs;
 mod hash_key;
+mod jsonb;
 mod jwt;
 mod notify;
 mod permissions;

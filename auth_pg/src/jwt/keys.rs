@@ -31,7 +31,6 @@
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -44,6 +43,7 @@ use serde_json::Value;
 
 use crate::check::statement_time;
 use crate::gucs;
+use crate::jsonb;
 use crate::storage::{self, Rel, Row};
 
 /// Attribute numbers of `auth_pg.jwt_keys`, checked against the catalog by a test.
@@ -187,23 +187,7 @@ fn bytes_datum(bytes: &[u8]) -> Datum {
 /// `claims` as a `jsonb` varlena; `None` when `jsonb` cannot hold them (a string with
 /// `\u0000`, which JSON allows and `jsonb` refuses).
 fn to_jsonb(claims: &Value) -> Option<Rc<[u8]>> {
-    let text = serde_json::to_string(claims).ok()?;
-    if text.contains("\\u0000") {
-        return None;
-    }
-    let text = CString::new(text).ok()?;
-    // SAFETY: jsonb_in takes one cstring and returns a palloc'd jsonb (4-byte header, never
-    // compressed), whose size its header gives; it is copied out before the memory context goes.
-    unsafe {
-        let datum = pgrx::direct_function_call_as_datum(
-            pg_sys::jsonb_in,
-            &[Some(Datum::from(text.as_ptr()))],
-        )?;
-        let varlena = datum.cast_mut_ptr::<pg_sys::varlena>();
-        let size = pgrx::varlena::varsize_any(varlena);
-        let bytes = std::slice::from_raw_parts(varlena.cast::<u8>(), size);
-        Some(Rc::from(bytes))
-    }
+    jsonb::encode(claims).ok().map(Rc::from)
 }
 
 /// Claims (kept alive, so that no other value can take their address) and their `jsonb` form.

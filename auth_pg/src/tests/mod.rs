@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 use pgrx::{PgSqlErrorCode, Spi};
 
 mod api_keys;
+mod jsonb;
 mod jwt;
 mod permissions;
 mod sessions;

@@ -1,0 +1,280 @@
+//! `jsonb` values built straight from `serde_json` values, in PostgreSQL's binary format, instead
+//! of printing them as JSON text for `jsonb_in` to parse again.
+//!
+//! A verified token's claims are parsed once (by `auth_core::jwt`) and must also be handed out
+//! as `jsonb`; going through text cost a serialization plus `jsonb_in` (a JSON parse, a sort of
+//! every object's keys, a numeric parse per number), about a fifth of a whole HS256
+//! verification. The format written here is the one `convertToJsonb` writes (see
+//! `src/include/utils/jsonb.h` and `src/backend/utils/adt/jsonb_util.c`):
+//!
+//! - a container is its header word (`count | JB_FOBJECT` or `JB_FARRAY`, plus `JB_FSCALAR` for
+//!   a lone scalar at the top), one `JEntry` word per child (an object's keys first, then its
+//!   values, in the same order), then the children's data;
+//! - an object's keys are sorted by length, then bytes, and are unique;
+//! - a `JEntry` holds its child's type and the length of its data, except every 32nd, which
+//!   holds the end offset of its data within the container instead;
+//! - numerics and containers start at a multiple of 4 bytes from the start of the value
+//!   (zero-padded), and their length includes that padding.
+//!
+//! Integers are written as `numeric_in` writes them (`integer_numeric`); other numbers go
+//! through `numeric_in` with the text serde_json prints for them, so each is exactly the numeric
+//! the text round trip made. Tests compare the bytes with `jsonb_in`'s over many documents, and
+//! with `numeric_in`'s over many integers.
+
+use pgrx::pg_sys;
+use serde_json::{Map, Number, Value};
+
+const JENTRY_OFFLENMASK: u32 = 0x0FFF_FFFF;
+const JENTRY_TYPEMASK: u32 = 0x7000_0000;
+const JENTRY_HAS_OFF: u32 = 0x8000_0000;
+const JENTRY_ISSTRING: u32 = 0x0000_0000;
+const JENTRY_ISNUMERIC: u32 = 0x1000_0000;
+const JENTRY_ISBOOL_FALSE: u32 = 0x2000_0000;
+const JENTRY_ISBOOL_TRUE: u32 = 0x3000_0000;
+const JENTRY_ISNULL: u32 = 0x4000_0000;
+const JENTRY_ISCONTAINER: u32 = 0x5000_0000;
+const JB_OFFSET_STRIDE: usize = 32;
+const JB_FSCALAR: u32 = 0x1000_0000;
+const JB_FOBJECT: u32 = 0x2000_0000;
+const JB_FARRAY: u32 = 0x4000_0000;
+/// The varlena header's size: the value starts after it.
+const VARHDRSZ: usize = 4;
+
+/// Why a JSON value has no `jsonb` form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unrepresentable {
+    /// A string holding U+0000, which JSON allows and `jsonb` refuses.
+    NulCharacter,
+    /// More data in one container than a `JEntry` can address (256 MB).
+    TooLarge,
+}
+
+/// `value` as a complete `jsonb` varlena (4-byte header included), as `jsonb_in` would make it
+/// from `value`'s JSON text.
+///
+/// The recursion is as deep as `value`'s nesting, which serde_json's parser limits (128).
+pub(crate) fn encode(value: &Value) -> Result<Vec<u8>, Unrepresentable> {
+    // Claims are a few hundred bytes: one allocation in the common case.
+    let mut buffer = Vec::with_capacity(512);
+    buffer.resize(VARHDRSZ, 0);
+    let mut encoder = Encoder { buffer };
+    match value {
+        Value::Object(map) => {
+            encoder.object(map)?;
+        }
+        Value::Array(items) => {
+            encoder.container(JB_FARRAY, items.iter().map(Child::Value), items.len())?;
+        }
+        scalar => {
+            encoder.container(
+                JB_FARRAY | JB_FSCALAR,
+                std::iter::once(Child::Value(scalar)),
+                1,
+            )?;
+        }
+    }
+    let size = u32::try_from(encoder.buffer.len())
+        .ok()
+        .filter(|size| *size <= 0x3FFF_FFFF)
+        .ok_or(Unrepresentable::TooLarge)?;
+    encoder.buffer[..VARHDRSZ].copy_from_slice(&varlena_header(size).to_ne_bytes());
+    Ok(encoder.buffer)
+}
+
+/// A child of a container: an object's key, or a value.
+enum Child<'a> {
+    Key(&'a str),
+    Value(&'a Value),
+}
+
+struct Encoder {
+    buffer: Vec<u8>,
+}
+
+impl Encoder {
+    /// Pads the buffer with zeros to a multiple of 4 bytes; returns the padding's length.
+    fn pad(&mut self) -> u32 {
+        let padding = (4 - self.buffer.len() % 4) % 4;
+        self.buffer.resize(self.buffer.len() + padding, 0);
+        padding as u32
+    }
+
+    fn object(&mut self, map: &Map<String, Value>) -> Result<u32, Unrepresentable> {
+        // Keys of a map are unique; jsonb orders them by length, then bytes.
+        let mut pairs: Vec<(&String, &Value)> = map.iter().collect();
+        pairs.sort_unstable_by(|(a, _), (b, _)| {
+            a.len()
+                .cmp(&b.len())
+                .then_with(|| a.as_bytes().cmp(b.as_bytes()))
+        });
+        let children = pairs
+            .iter()
+            .map(|(key, _)| Child::Key(key))
+            .chain(pairs.iter().map(|(_, value)| Child::Value(value)));
+        self.container(JB_FOBJECT | pairs.len() as u32, children, pairs.len() * 2)
+    }
+
+    /// Writes a container of `count` children; returns its `JEntry`. `header` holds the flags,
+    /// and for an object the number of pairs already; an array's count is added here.
+    fn container<'a>(
+        &mut self,
+        header: u32,
+        children: impl Iterator<Item = Child<'a>>,
+        count: usize,
+    ) -> Result<u32, Unrepresentable> {
+        let count_field = u32::try_from(count)
+            .ok()
+            .filter(|count| *count <= JENTRY_OFFLENMASK)
+            .ok_or(Unrepresentable::TooLarge)?;
+        let header = if header & JB_FOBJECT != 0 {
+            header
+        } else {
+            header | count_field
+        };
+        let start = self.buffer.len();
+        self.pad();
+        self.buffer.extend_from_slice(&header.to_ne_bytes());
+        let entries = self.buffer.len();
+        self.buffer.resize(entries + 4 * count, 0);
+        let mut total: u32 = 0;
+        for (index, child) in children.enumerate() {
+            let entry = match child {
+                Child::Key(key) => self.string(key)?,
+                Child::Value(value) => self.value(value)?,
+            };
+            total = total
+                .checked_add(entry & JENTRY_OFFLENMASK)
+                .filter(|total| *total <= JENTRY_OFFLENMASK)
+                .ok_or(Unrepresentable::TooLarge)?;
+            let entry = if index % JB_OFFSET_STRIDE == 0 {
+                (entry & JENTRY_TYPEMASK) | total | JENTRY_HAS_OFF
+            } else {
+                entry
+            };
+            let at = entries + 4 * index;
+            self.buffer[at..at + 4].copy_from_slice(&entry.to_ne_bytes());
+        }
+        let length = u32::try_from(self.buffer.len() - start)
+            .ok()
+            .filter(|length| *length <= JENTRY_OFFLENMASK)
+            .ok_or(Unrepresentable::TooLarge)?;
+        Ok(JENTRY_ISCONTAINER | length)
+    }
+
+    fn value(&mut self, value: &Value) -> Result<u32, Unrepresentable> {
+        match value {
+            Value::Null => Ok(JENTRY_ISNULL),
+            Value::Bool(false) => Ok(JENTRY_ISBOOL_FALSE),
+            Value::Bool(true) => Ok(JENTRY_ISBOOL_TRUE),
+            Value::String(text) => self.string(text),
+            Value::Number(number) => Ok(self.number(number)),
+            Value::Array(items) => {
+                self.container(JB_FARRAY, items.iter().map(Child::Value), items.len())
+            }
+            Value::Object(map) => self.object(map),
+        }
+    }
+
+    fn string(&mut self, text: &str) -> Result<u32, Unrepresentable> {
+        if text.contains('\0') {
+            return Err(Unrepresentable::NulCharacter);
+        }
+        let length = u32::try_from(text.len())
+            .ok()
+            .filter(|length| *length <= JENTRY_OFFLENMASK)
+            .ok_or(Unrepresentable::TooLarge)?;
+        self.buffer.extend_from_slice(text.as_bytes());
+        Ok(JENTRY_ISSTRING | length)
+    }
+
+    fn number(&mut self, number: &Number) -> u32 {
+        let padding = self.pad();
+        let numeric = numeric(number);
+        self.buffer.extend_from_slice(&numeric);
+        // A numeric is at most a few thousand bytes: no overflow.
+        JENTRY_ISNUMERIC | (padding + numeric.len() as u32)
+    }
+}
+
+/// The `numeric` varlena `numeric_in` makes of `number`'s JSON text.
+pub(crate) fn numeric(number: &Number) -> Vec<u8> {
+    if let Some(value) = number.as_u64() {
+        return integer_numeric(false, value);
+    }
+    if let Some(value) = number.as_i64() {
+        return integer_numeric(value < 0, value.unsigned_abs());
+    }
+    // A float: serde_json prints it in Rust's shortest form (exponents included), which
+    // `numeric_in` reads.
+    let text = std::ffi::CString::new(number.to_string()).expect("a number has no NUL byte");
+    // SAFETY: numeric_in takes a cstring, a type OID (unused) and a typmod (-1: none); it returns
+    // a palloc'd numeric with a 4-byte header (never compressed or short), whose size that
+    // header gives; the bytes are copied before the memory context goes away.
+    unsafe {
+        let datum = pgrx::direct_function_call_as_datum(
+            pg_sys::numeric_in,
+            &[
+                Some(pg_sys::Datum::from(text.as_ptr())),
+                Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
+                Some(pg_sys::Datum::from(-1_i32)),
+            ],
+        )
+        .expect("numeric_in never returns NULL");
+        let varlena = datum.cast_mut_ptr::<pg_sys::varlena>();
+        let size = pgrx::varlena::varsize_any(varlena);
+        std::slice::from_raw_parts(varlena.cast::<u8>(), size).to_vec()
+    }
+}
+
+/// Base of a numeric's digits.
+const NBASE: u64 = 10_000;
+const NUMERIC_SHORT: u16 = 0x8000;
+const NUMERIC_SHORT_SIGN_MASK: u16 = 0x2000;
+
+/// The `numeric` `numeric_in` makes of an integer's decimal text (`make_result` in
+/// `src/backend/utils/adt/numeric.c`): the short form, a 4-byte varlena header, a 16-bit header
+/// (short flag, sign, display scale 0, weight), then the base-10 000 digits, most significant
+/// first, with trailing zero digits dropped (the weight keeps the magnitude). An integer of 64
+/// bits has at most 5 digits (weight at most 4), so the short form always applies; zero has no
+/// digits and a positive sign.
+fn integer_numeric(negative: bool, magnitude: u64) -> Vec<u8> {
+    let mut digits = [0_u16; 5];
+    let mut count = 0;
+    let mut rest = magnitude;
+    while rest > 0 {
+        digits[count] = (rest % NBASE) as u16;
+        rest /= NBASE;
+        count += 1;
+    }
+    // digits[..count] is least significant first; the weight is that of the most significant.
+    let weight = count.saturating_sub(1) as u16;
+    let trailing_zeros = digits[..count]
+        .iter()
+        .take_while(|digit| **digit == 0)
+        .count();
+    let kept = &digits[trailing_zeros..count];
+    let sign = if negative && magnitude != 0 {
+        NUMERIC_SHORT_SIGN_MASK
+    } else {
+        0
+    };
+    let header = NUMERIC_SHORT | sign | weight;
+    let size = VARHDRSZ + 2 + 2 * kept.len();
+    let mut bytes = Vec::with_capacity(size);
+    bytes.extend_from_slice(&varlena_header(size as u32).to_ne_bytes());
+    bytes.extend_from_slice(&header.to_ne_bytes());
+    for digit in kept.iter().rev() {
+        bytes.extend_from_slice(&digit.to_ne_bytes());
+    }
+    bytes
+}
+
+/// A 4-byte varlena header for a value of `size` bytes, header included (`SET_VARSIZE_4B`):
+/// shifted on little-endian machines, as is on big-endian ones.
+fn varlena_header(size: u32) -> u32 {
+    if cfg!(target_endian = "little") {
+        size << 2
+    } else {
+        size
+    }
+}
