@@ -8,7 +8,6 @@
 //! - `keys_10k`: 10 000 organizations of one key each, for the fetch-all-and-scan baseline.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use auth_client::{AuthClient, Config, CredentialKind};
 use auth_core::HashKey;
@@ -16,8 +15,8 @@ use auth_pg_e2e::{Cluster, roles};
 use bytes::Bytes;
 use futures_util::SinkExt;
 
-use crate::bench_cluster;
 use crate::load::Workload;
+use crate::{bench_cluster, warmed_client};
 
 /// The database with a million keys.
 pub const LARGE: &str = "keys_1m";
@@ -201,31 +200,22 @@ impl ApiKeyBench {
     }
 
     async fn client(&self, db: &str, pool_size: usize, probe: &str) -> AuthClient {
-        let mut config = Config::from_url(&self.cluster.url(roles::VALIDATOR, db)).expect("url");
-        config
-            .pool_size(pool_size)
-            .wait_timeout(Some(Duration::from_secs(30)));
-        let client = AuthClient::new(&config).expect("client");
-        let mut warm = Vec::new();
-        for _ in 0..pool_size {
-            let (client, probe) = (client.clone(), probe.to_owned());
-            warm.push(tokio::spawn(async move {
-                for _ in 0..20 {
-                    client.ping().await.expect("ping");
-                    assert!(
-                        client
-                            .validate_api_key(&probe)
-                            .await
-                            .expect("validate")
-                            .is_valid()
-                    );
+        let probe = probe.to_owned();
+        warmed_client(
+            &self.cluster,
+            roles::VALIDATOR,
+            db,
+            pool_size,
+            20,
+            move |client| {
+                let probe = probe.clone();
+                async move {
+                    let answer = client.validate_api_key(&probe).await.expect("validate");
+                    assert!(answer.is_valid());
                 }
-            }));
-        }
-        for task in warm {
-            task.await.expect("warm-up");
-        }
-        client
+            },
+        )
+        .await
     }
 
     /// A validator client on `keys_1m`, connections opened and statements prepared.

@@ -7,14 +7,13 @@
 //! seen before"); a pool of 64 tokens makes nearly every one a cache hit ("repeated").
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use auth_client::{AuthClient, Config};
+use auth_client::AuthClient;
 use auth_core::jwt::{Algorithm, SigningKey, sign};
 use auth_pg_e2e::{Cluster, roles};
 
 use crate::load::Workload;
-use crate::{DATABASE, bench_cluster, connect_to, select_one};
+use crate::{DATABASE, bench_cluster, connect_to, select_one, warmed_client};
 
 /// The HMAC secret of the HS256 key (test material, 64 bytes).
 const HMAC_SECRET: &str = "bench-only-secret-0123456789abcdef0123456789abcdef0123456789abcd";
@@ -133,30 +132,25 @@ impl JwtBench {
 
     /// A validator client with `pool_size` connections, all opened and statements prepared.
     pub async fn client(&self, pool_size: usize) -> AuthClient {
-        let mut config =
-            Config::from_url(&self.cluster.url(roles::VALIDATOR, DATABASE)).expect("url");
-        config
-            .pool_size(pool_size)
-            .wait_timeout(Some(Duration::from_secs(30)));
-        let client = AuthClient::new(&config).expect("client");
-        let mut warm = Vec::new();
-        for _ in 0..pool_size {
-            let client = client.clone();
-            let firsts: Vec<String> = self.pools.iter().map(|p| p.tokens[0].clone()).collect();
-            warm.push(tokio::spawn(async move {
-                for _ in 0..5 {
-                    client.ping().await.expect("ping");
+        let firsts: Arc<Vec<String>> =
+            Arc::new(self.pools.iter().map(|p| p.tokens[0].clone()).collect());
+        warmed_client(
+            &self.cluster,
+            roles::VALIDATOR,
+            DATABASE,
+            pool_size,
+            5,
+            move |client| {
+                let firsts = Arc::clone(&firsts);
+                async move {
                     assert!(plain(&client, &firsts[0]).await);
-                    for token in &firsts {
+                    for token in firsts.iter() {
                         assert_eq!(verify(&client, token).await, "valid");
                     }
                 }
-            }));
-        }
-        for task in warm {
-            task.await.expect("warm-up");
-        }
-        client
+            },
+        )
+        .await
     }
 }
 

@@ -141,30 +141,60 @@ impl TokenBench {
     /// A client connecting as a role that may only check (`auth_pg_validator`), with a pool of
     /// `pool_size` connections, every connection opened and every statement prepared.
     pub async fn client(&self, pool_size: usize) -> AuthClient {
-        let mut config =
-            Config::from_url(&self.cluster.url(roles::VALIDATOR, DATABASE)).expect("url");
-        config
-            .pool_size(pool_size)
-            .wait_timeout(Some(Duration::from_secs(30)));
-        let client = AuthClient::new(&config).expect("client");
-        // Open every connection and prepare every statement before measuring.
-        let mut warm = Vec::new();
-        for _ in 0..pool_size {
-            let client = client.clone();
-            let token = self.tokens[0].clone();
-            warm.push(tokio::spawn(async move {
-                for _ in 0..50 {
-                    client.ping().await.expect("ping");
+        let token = self.tokens[0].clone();
+        warmed_client(
+            &self.cluster,
+            roles::VALIDATOR,
+            DATABASE,
+            pool_size,
+            50,
+            move |client| {
+                let token = token.clone();
+                async move {
                     client.validate_token(&token).await.expect("validate");
                     plain_sql_check(&client, &token).await.expect("plain");
                 }
-            }));
-        }
-        for task in warm {
-            task.await.expect("warm-up");
-        }
-        client
+            },
+        )
+        .await
     }
+}
+
+/// A client as `role` on `db` with a pool of `pool_size` connections, every connection opened
+/// and every statement prepared before anything is measured: `pool_size` tasks at once (so that
+/// each holds a connection of its own) each ping and run `warm_up` `rounds` times.
+pub(crate) async fn warmed_client<F, Fut>(
+    cluster: &Cluster,
+    role: &str,
+    db: &str,
+    pool_size: usize,
+    rounds: usize,
+    warm_up: F,
+) -> AuthClient
+where
+    F: Fn(AuthClient) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let mut config = Config::from_url(&cluster.url(role, db)).expect("url");
+    config
+        .pool_size(pool_size)
+        .wait_timeout(Some(Duration::from_secs(30)));
+    let client = AuthClient::new(&config).expect("client");
+    let tasks: Vec<_> = (0..pool_size)
+        .map(|_| {
+            let (client, warm_up) = (client.clone(), warm_up.clone());
+            tokio::spawn(async move {
+                for _ in 0..rounds {
+                    client.ping().await.expect("ping");
+                    warm_up(client.clone()).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("warm-up");
+    }
+    client
 }
 
 pub(crate) async fn copy_in(db: &tokio_postgres::Client, statement: &str, data: String) {

@@ -15,13 +15,12 @@
 //! auth_pg answers.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use auth_client::{AuthClient, Config};
+use auth_client::AuthClient;
 use auth_pg_e2e::{Cluster, roles};
 
 use crate::load::Workload;
-use crate::{DATABASE, bench_cluster, connect_to, select_one};
+use crate::{DATABASE, bench_cluster, connect_to, select_one, warmed_client};
 
 /// The five-way join: a user's permissions in an organization, with `array_agg`.
 pub const PLAIN_JOIN: &str = "SELECT array_agg(DISTINCT p.name ORDER BY p.name) \
@@ -139,29 +138,31 @@ impl PermissionBench {
 
     /// A client as `role` with `pool_size` connections, all opened and statements prepared.
     pub async fn client(&self, role: &str, pool_size: usize) -> AuthClient {
-        let mut config = Config::from_url(&self.cluster.url(role, DATABASE)).expect("url");
-        config
-            .pool_size(pool_size)
-            .wait_timeout(Some(Duration::from_secs(30)));
-        let client = AuthClient::new(&config).expect("client");
-        if role == roles::VALIDATOR {
-            let mut warm = Vec::new();
-            for _ in 0..pool_size {
-                let (client, q) = (client.clone(), self.questions[0].clone());
-                warm.push(tokio::spawn(async move {
-                    for _ in 0..20 {
-                        client.ping().await.expect("ping");
+        // Only a validator can run the checks; another role's connections are opened by a
+        // ping alone.
+        let (rounds, question) = if role == roles::VALIDATOR {
+            (20, Some(self.questions[0].clone()))
+        } else {
+            (1, None)
+        };
+        warmed_client(
+            &self.cluster,
+            role,
+            DATABASE,
+            pool_size,
+            rounds,
+            move |client| {
+                let question = question.clone();
+                async move {
+                    if let Some(q) = question {
                         ask(&client, &q).await;
                         list(&client, &q).await;
                         join(&client, &q).await;
                     }
-                }));
-            }
-            for task in warm {
-                task.await.expect("warm-up");
-            }
-        }
-        client
+                }
+            },
+        )
+        .await
     }
 }
 

@@ -6,13 +6,12 @@
 //! `UPDATE ... SET last_activity = now()` on every request.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use auth_client::{AuthClient, Config, CredentialKind};
+use auth_client::{AuthClient, CredentialKind};
 use auth_pg_e2e::{Cluster, roles};
 
 use crate::load::Workload;
-use crate::{DATABASE, bench_cluster, connect_to, copy_in, select_one};
+use crate::{DATABASE, bench_cluster, connect_to, copy_in, select_one, warmed_client};
 
 /// How many sessions to store: `AUTH_PG_BENCH_SESSIONS`, or 1 000 000.
 pub fn session_count() -> usize {
@@ -149,40 +148,25 @@ impl SessionBench {
 
     /// A validator client with `pool_size` connections, all opened and statements prepared.
     pub async fn client(&self, pool_size: usize) -> AuthClient {
-        let mut config =
-            Config::from_url(&self.cluster.url(roles::VALIDATOR, DATABASE)).expect("url");
-        config
-            .pool_size(pool_size)
-            .wait_timeout(Some(Duration::from_secs(30)));
-        let client = AuthClient::new(&config).expect("client");
-        let mut warm = Vec::new();
-        for _ in 0..pool_size {
-            let (client, token) = (client.clone(), self.live[0].clone());
-            warm.push(tokio::spawn(async move {
-                for _ in 0..20 {
-                    client.ping().await.expect("ping");
-                    assert!(
-                        client
-                            .validate_session(&token)
-                            .await
-                            .expect("validate")
-                            .is_valid()
-                    );
-                    assert!(
-                        client
-                            .touch_session(&token)
-                            .await
-                            .expect("touch")
-                            .is_valid()
-                    );
+        let token = self.live[0].clone();
+        warmed_client(
+            &self.cluster,
+            roles::VALIDATOR,
+            DATABASE,
+            pool_size,
+            20,
+            move |client| {
+                let token = token.clone();
+                async move {
+                    let validation = client.validate_session(&token).await.expect("validate");
+                    assert!(validation.is_valid());
+                    let touch = client.touch_session(&token).await.expect("touch");
+                    assert!(touch.is_valid());
                     assert!(plain_read(&client, &token, false).await.expect("plain"));
                 }
-            }));
-        }
-        for task in warm {
-            task.await.expect("warm-up");
-        }
-        client
+            },
+        )
+        .await
     }
 }
 
