@@ -206,7 +206,12 @@ pub(crate) fn numeric(number: &Number) -> Vec<u8> {
     }
     // A float: serde_json prints it in Rust's shortest form (exponents included), which
     // `numeric_in` reads.
-    let text = std::ffi::CString::new(number.to_string()).expect("a number has no NUL byte");
+    numeric_in(&number.to_string())
+}
+
+/// The `numeric` varlena `numeric_in` makes of `text`, a number's decimal text.
+pub(crate) fn numeric_in(text: &str) -> Vec<u8> {
+    let text = std::ffi::CString::new(text).expect("a number has no NUL byte");
     // SAFETY: numeric_in takes a cstring, a type OID (unused) and a typmod (-1: none); it returns
     // a palloc'd numeric with a 4-byte header (never compressed or short), whose size that
     // header gives; the bytes are copied before the memory context goes away.

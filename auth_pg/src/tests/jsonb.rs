@@ -5,7 +5,7 @@ mod tests {
     use pgrx::prelude::*;
     use serde_json::{Map, Number, Value, json};
 
-    use crate::jsonb::{Unrepresentable, encode, numeric};
+    use crate::jsonb::{Unrepresentable, encode, numeric, numeric_in};
 
     /// The varlena `jsonb_in` makes of `value`'s JSON text.
     fn jsonb_in(value: &Value) -> Vec<u8> {
@@ -164,27 +164,6 @@ mod tests {
         };
         let read_back: Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(read_back, claims);
-    }
-
-    /// The varlena `numeric_in` makes of `text`.
-    fn numeric_in(text: &str) -> Vec<u8> {
-        let text = std::ffi::CString::new(text).expect("no NUL in the text");
-        // SAFETY: numeric_in takes a cstring, a type OID and a typmod, and returns a palloc'd
-        // numeric whose size its header gives; the bytes are copied at once.
-        unsafe {
-            let datum = pgrx::direct_function_call_as_datum(
-                pg_sys::numeric_in,
-                &[
-                    Some(pg_sys::Datum::from(text.as_ptr())),
-                    Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
-                    Some(pg_sys::Datum::from(-1_i32)),
-                ],
-            )
-            .expect("numeric_in never returns NULL");
-            let varlena = datum.cast_mut_ptr::<pg_sys::varlena>();
-            let size = pgrx::varlena::varsize_any(varlena);
-            std::slice::from_raw_parts(varlena.cast::<u8>(), size).to_vec()
-        }
     }
 
     #[pg_test]
