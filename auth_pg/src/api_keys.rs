@@ -25,7 +25,7 @@ use crate::fmgr::function_info_v1;
 use crate::storage::{Rel, Row};
 use crate::tokens::{check_metadata, generate};
 use crate::usage::USAGE;
-use crate::{hash_key, notify};
+use crate::{hash_key, notify, writing};
 
 /// Attribute numbers of `auth_pg.api_key_lookup`, checked against the catalog by a test.
 #[cfg_attr(not(any(test, feature = "pg_test")), allow(dead_code))]
@@ -111,22 +111,6 @@ thread_local! {
     static WRITING: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Marks the current backend as writing documents itself until dropped (even by an ERROR).
-struct WritingGuard;
-
-impl WritingGuard {
-    fn new() -> Self {
-        WRITING.set(WRITING.get() + 1);
-        Self
-    }
-}
-
-impl Drop for WritingGuard {
-    fn drop(&mut self) {
-        WRITING.set(WRITING.get().saturating_sub(1));
-    }
-}
-
 fn check_org_id(org_id: Option<&str>) -> Result<&str, InputError> {
     input::check_identifier("org_id", org_id, MAX_ORG_ID_BYTES)
 }
@@ -164,7 +148,7 @@ fn create_organization(org_id: Option<&str>, name: Option<&str>) {
     let org_id = check_org_id(org_id).or_raise(FUNCTION);
     let name = input::check_identifier("name", name, MAX_NAME_BYTES).or_raise(FUNCTION);
     let args: [DatumWithOid; 2] = [org_id.into(), name.into()];
-    let _writing = WritingGuard::new();
+    let _writing = writing::Guard::new(&WRITING);
     let inserted = Spi::connect_mut(|client| {
         run(
             client,
@@ -191,7 +175,7 @@ fn delete_organization(org_id: Option<&str>) -> bool {
     const FUNCTION: &str = "delete_organization";
     let org_id = check_org_id(org_id).or_raise(FUNCTION);
     let args: [DatumWithOid; 1] = [org_id.into()];
-    let _writing = WritingGuard::new();
+    let _writing = writing::Guard::new(&WRITING);
     let deleted = Spi::connect_mut(|client| {
         run(
             client,
@@ -321,7 +305,7 @@ fn create_api_key(
         })
         .raise(FUNCTION);
     }
-    let _writing = WritingGuard::new();
+    let _writing = writing::Guard::new(&WRITING);
     let (key, key_id) = Spi::connect_mut(|client| {
         lock_organization(client, org_id, FUNCTION);
         add_key(
@@ -355,7 +339,7 @@ fn revoke_api_key(org_id: Option<&str>, key_id: Option<&str>) -> bool {
     let org_id = check_org_id(org_id).or_raise(FUNCTION);
     let key_id = input::check_identifier("key_id", key_id, MAX_NAME_BYTES).or_raise(FUNCTION);
     let now = TimestampWithTimeZone::try_from(statement_time()).expect("a valid timestamp");
-    let _writing = WritingGuard::new();
+    let _writing = writing::Guard::new(&WRITING);
     let revoked = Spi::connect_mut(|client| {
         let exists: [DatumWithOid; 1] = [org_id.into()];
         let found = client
@@ -468,7 +452,7 @@ fn rotate_api_key(
     if grace_ends.into_inner() < now.into_inner() {
         AuthPgError::from(InputError::Negative { argument: "grace" }).raise(FUNCTION);
     }
-    let _writing = WritingGuard::new();
+    let _writing = writing::Guard::new(&WRITING);
     let (key, new_key_id) = Spi::connect_mut(|client| {
         lock_organization(client, org_id, FUNCTION);
         let args: [DatumWithOid; 2] = [org_id.into(), key_id.into()];
@@ -652,7 +636,7 @@ fn flush_api_key_usage() -> i64 {
         .filter_map(|&(_, t)| TimestampWithTimeZone::try_from(t).ok())
         .collect();
     let args: [DatumWithOid; 2] = [hashes.into(), stamps.into()];
-    let _writing = WritingGuard::new();
+    let _writing = writing::Guard::new(&WRITING);
     Spi::connect_mut(|client| {
         // Lock the organizations concerned in a fixed order (no deadlock with each other), then
         // update the rows and, in one pass per organization, the documents.

@@ -27,7 +27,7 @@ use pgrx::{IntoDatum, JsonB, Spi};
 use crate::audit::{self, AuditEvent};
 use crate::error::{AuthPgError, OrRaise};
 use crate::fmgr::{self, CompositeResult, function_info_v1};
-use crate::notify;
+use crate::{notify, writing};
 
 use keys::Verified;
 #[cfg(any(test, feature = "pg_test"))]
@@ -264,22 +264,6 @@ thread_local! {
     static WRITING: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Marks the current backend as writing keys itself until dropped (even by an ERROR).
-struct WritingGuard;
-
-impl WritingGuard {
-    fn new() -> Self {
-        WRITING.set(WRITING.get() + 1);
-        Self
-    }
-}
-
-impl Drop for WritingGuard {
-    fn drop(&mut self) {
-        WRITING.set(WRITING.get().saturating_sub(1));
-    }
-}
-
 fn check_kid<'a>(kid: Option<&'a str>, function: &'static str) -> &'a str {
     input::check_identifier("kid", kid, MAX_KID_BYTES).or_raise(function)
 }
@@ -341,7 +325,7 @@ fn add_jwt_key(
     let audience = check_issuer("audience", audience, FUNCTION);
     check_window(not_before, not_after, FUNCTION);
 
-    let _writing = WritingGuard::new();
+    let _writing = writing::Guard::new(&WRITING);
     let args: [DatumWithOid; 7] = [
         kid.into(),
         algorithm.as_str().into(),
@@ -405,7 +389,7 @@ fn import_jwks(
     let issuer = check_issuer("issuer", issuer, FUNCTION);
     let audience = check_issuer("audience", audience, FUNCTION);
 
-    let _writing = WritingGuard::new();
+    let _writing = writing::Guard::new(&WRITING);
     let added: Vec<String> = Spi::connect_mut(|client| {
         let mut added = Vec::new();
         for (index, key) in imported.iter().enumerate() {
@@ -470,7 +454,7 @@ fn import_jwks(
 fn retire_jwt_key(kid: Option<&str>) -> bool {
     const FUNCTION: &str = "retire_jwt_key";
     let kid = check_kid(kid, FUNCTION);
-    let _writing = WritingGuard::new();
+    let _writing = writing::Guard::new(&WRITING);
     let args: [DatumWithOid; 1] = [kid.into()];
     let retired = Spi::connect_mut(|client| {
         Ok::<_, SpiError>(run(

@@ -28,6 +28,7 @@ mod storage;
 mod tokens;
 mod usage;
 mod worker;
+mod writing;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
