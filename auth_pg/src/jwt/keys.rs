@@ -233,6 +233,35 @@ impl Verified {
             claims: None,
         }
     }
+
+    /// The answer for `verification`, with the claims of a valid token in `jsonb` form as
+    /// `jsonb` gives it; claims that `jsonb` cannot hold make the token malformed.
+    fn of(verification: Verification, jsonb: impl FnOnce(&Arc<Value>) -> Option<Rc<[u8]>>) -> Self {
+        let Verification {
+            status,
+            kid,
+            claims,
+            ..
+        } = verification;
+        let claims = match (status, claims) {
+            (Status::Valid, Some(value)) => match jsonb(&value) {
+                Some(jsonb) => Some(Claims { value, jsonb }),
+                None => {
+                    return Self {
+                        status: Status::Malformed,
+                        kid,
+                        claims: None,
+                    };
+                }
+            },
+            _ => None,
+        };
+        Self {
+            status,
+            kid,
+            claims,
+        }
+    }
 }
 
 /// Everything a backend keeps.
@@ -281,27 +310,7 @@ impl State {
             .capacity()
             .saturating_mul(2)
             .saturating_add(16);
-        let claims = match (&verification.status, &verification.claims) {
-            (Status::Valid, Some(value)) => match self.jsonb.get(value, limit) {
-                Some(jsonb) => Some(Claims {
-                    value: Arc::clone(value),
-                    jsonb,
-                }),
-                None => {
-                    return Verified {
-                        status: Status::Malformed,
-                        kid: verification.kid,
-                        claims: None,
-                    };
-                }
-            },
-            _ => None,
-        };
-        Verified {
-            status: verification.status,
-            kid: verification.kid,
-            claims,
-        }
+        Verified::of(verification, |claims| self.jsonb.get(claims, limit))
     }
 }
 
@@ -403,26 +412,8 @@ pub(crate) fn verify_with_key(token: Option<&[u8]>, entry: &KeyEntry) -> Verifie
     let Some(token) = token_text(token, &policy) else {
         return Verified::malformed();
     };
-    let verification = jwt::verify_with_key(token, entry, &policy, now());
-    let claims = match (&verification.status, &verification.claims) {
-        (Status::Valid, Some(value)) => match to_jsonb(value) {
-            Some(jsonb) => Some(Claims {
-                value: Arc::clone(value),
-                jsonb,
-            }),
-            None => {
-                return Verified {
-                    status: Status::Malformed,
-                    kid: verification.kid,
-                    claims: None,
-                };
-            }
-        },
-        _ => None,
-    };
-    Verified {
-        status: verification.status,
-        kid: verification.kid,
-        claims,
-    }
+    Verified::of(
+        jwt::verify_with_key(token, entry, &policy, now()),
+        |claims| to_jsonb(claims),
+    )
 }
