@@ -80,6 +80,11 @@ impl Status {
         Self::Malformed,
     ];
 
+    /// The status named `name` (as [`Status::as_str`] spells it), if there is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+
     /// The status's name in snake case, as the extension reports it.
     pub const fn as_str(self) -> &'static str {
         match self {
