@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use auth_client::AuthClient;
-use auth_core::jwt::{Algorithm, SigningKey, sign};
+use auth_core::jwt::{Algorithm, SigningKey, sign, test_keys};
 use auth_pg_e2e::{Cluster, roles};
 
 use crate::load::Workload;
@@ -17,9 +17,10 @@ use crate::{DATABASE, bench_cluster, connect_to, select_one, warmed_client};
 
 /// The HMAC secret of the HS256 key (test material, 64 bytes).
 const HMAC_SECRET: &str = "bench-only-secret-0123456789abcdef0123456789abcdef0123456789abcd";
-const ED25519: &str = include_str!("../../auth_core/tests/keys/ed25519.private.pem");
-const RSA2048: &str = include_str!("../../auth_core/tests/keys/rsa2048.private.pem");
-const P256: &str = include_str!("../../auth_core/tests/keys/p256.private.pem");
+// The other keys are auth_core's test keys (public in this repository, used only in tests).
+const ED25519: &str = test_keys::ED25519_PRIVATE;
+const RSA2048: &str = test_keys::RSA_PRIVATE;
+const P256: &str = test_keys::P256_PRIVATE;
 
 /// The plain-SQL check, pgjwt's way: recompute the HMAC of the signing input with pgcrypto,
 /// base64url-encode it, compare, then decode the claims and check `exp`.

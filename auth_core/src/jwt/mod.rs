@@ -53,8 +53,8 @@ mod cache;
 mod jwks;
 mod keys;
 mod sign;
-#[cfg(test)]
-mod test_keys;
+#[cfg(any(test, feature = "test-keys"))]
+pub mod test_keys;
 mod verify;
 
 pub use algorithm::{Algorithm, AlgorithmError, KeyKind};

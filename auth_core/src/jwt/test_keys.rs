@@ -1,5 +1,6 @@
-//! Test-only keys, generated with `openssl` for these tests and used nowhere else. They are
-//! public in this repository: never use them for anything real.
+//! Test-only keys, generated with `openssl` for auth_pg's tests and benchmarks (the other crates
+//! reach them through the `test-keys` feature). They are public in this repository: never use
+//! them for anything real.
 
 use super::algorithm::Algorithm;
 
@@ -9,28 +10,43 @@ macro_rules! key {
     };
 }
 
-pub(super) const RSA_PUBLIC: &str = key!("rsa2048.public.pem");
-pub(super) const RSA_PRIVATE: &str = key!("rsa2048.private.pem");
-pub(super) const RSA_PUBLIC_PKCS1: &str = key!("rsa2048.public.pkcs1.pem");
-pub(super) const RSA_PRIVATE_PKCS1: &str = key!("rsa2048.private.pkcs1.pem");
-pub(super) const RSA_OTHER_PUBLIC: &str = key!("rsa2048.other.public.pem");
-pub(super) const RSA1024_PUBLIC: &str = key!("rsa1024.public.pem");
-pub(super) const P256_PUBLIC: &str = key!("p256.public.pem");
-pub(super) const P256_PRIVATE: &str = key!("p256.private.pem");
-pub(super) const P256_PRIVATE_SEC1: &str = key!("p256.private.sec1.pem");
-pub(super) const P384_PUBLIC: &str = key!("p384.public.pem");
-pub(super) const P384_PRIVATE: &str = key!("p384.private.pem");
-pub(super) const P521_PUBLIC: &str = key!("p521.public.pem");
-pub(super) const ED25519_PUBLIC: &str = key!("ed25519.public.pem");
-pub(super) const ED25519_PRIVATE: &str = key!("ed25519.private.pem");
-pub(super) const ED25519_OTHER_PUBLIC: &str = key!("ed25519.other.public.pem");
+/// The RSA 2048 public key, PEM.
+pub const RSA_PUBLIC: &str = key!("rsa2048.public.pem");
+/// The RSA 2048 private key, PEM.
+pub const RSA_PRIVATE: &str = key!("rsa2048.private.pem");
+/// The RSA 2048 public key in PKCS#1 form, PEM.
+pub const RSA_PUBLIC_PKCS1: &str = key!("rsa2048.public.pkcs1.pem");
+/// The RSA 2048 private key in PKCS#1 form, PEM.
+pub const RSA_PRIVATE_PKCS1: &str = key!("rsa2048.private.pkcs1.pem");
+/// The RSA 2048 public key (another key pair), PEM.
+pub const RSA_OTHER_PUBLIC: &str = key!("rsa2048.other.public.pem");
+/// An RSA 1024 public key (too short to be accepted), PEM.
+pub const RSA1024_PUBLIC: &str = key!("rsa1024.public.pem");
+/// The P-256 public key, PEM.
+pub const P256_PUBLIC: &str = key!("p256.public.pem");
+/// The P-256 private key, PEM.
+pub const P256_PRIVATE: &str = key!("p256.private.pem");
+/// The P-256 private key in SEC1 form, PEM.
+pub const P256_PRIVATE_SEC1: &str = key!("p256.private.sec1.pem");
+/// The P-384 public key, PEM.
+pub const P384_PUBLIC: &str = key!("p384.public.pem");
+/// The P-384 private key, PEM.
+pub const P384_PRIVATE: &str = key!("p384.private.pem");
+/// The P-521 public key, PEM.
+pub const P521_PUBLIC: &str = key!("p521.public.pem");
+/// The Ed25519 public key, PEM.
+pub const ED25519_PUBLIC: &str = key!("ed25519.public.pem");
+/// The Ed25519 private key, PEM.
+pub const ED25519_PRIVATE: &str = key!("ed25519.private.pem");
+/// The Ed25519 public key (another key pair), PEM.
+pub const ED25519_OTHER_PUBLIC: &str = key!("ed25519.other.public.pem");
 
 /// A shared secret long enough for HS512.
-pub(super) const HMAC_SECRET: &str =
+pub const HMAC_SECRET: &str =
     "test-only shared secret, long enough for HS512: 0123456789abcdef0123456789";
 
 /// Every asymmetric algorithm with its public and private PEM.
-pub(super) fn asymmetric_keys() -> Vec<(Algorithm, &'static str, &'static str)> {
+pub fn asymmetric_keys() -> Vec<(Algorithm, &'static str, &'static str)> {
     Algorithm::ALL
         .into_iter()
         .filter(|a| !a.is_symmetric())
@@ -47,7 +63,7 @@ pub(super) fn asymmetric_keys() -> Vec<(Algorithm, &'static str, &'static str)> 
 }
 
 /// Every algorithm with a key text that can sign (a secret or a private PEM).
-pub(super) fn signing_texts() -> Vec<(Algorithm, &'static str)> {
+pub fn signing_texts() -> Vec<(Algorithm, &'static str)> {
     let mut texts: Vec<_> = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]
         .into_iter()
         .map(|algorithm| (algorithm, HMAC_SECRET))
@@ -58,4 +74,19 @@ pub(super) fn signing_texts() -> Vec<(Algorithm, &'static str)> {
             .map(|(algorithm, _, private)| (algorithm, private)),
     );
     texts
+}
+
+/// Every algorithm with a key text that signs and one that only verifies (for HMAC, the same
+/// secret twice).
+pub fn every_algorithm() -> Vec<(Algorithm, &'static str, &'static str)> {
+    let mut keys: Vec<_> = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]
+        .into_iter()
+        .map(|algorithm| (algorithm, HMAC_SECRET, HMAC_SECRET))
+        .collect();
+    keys.extend(
+        asymmetric_keys()
+            .into_iter()
+            .map(|(algorithm, public, private)| (algorithm, private, public)),
+    );
+    keys
 }

@@ -15,41 +15,10 @@ mod tests {
     use crate::jwt::col;
     use crate::tests::{error_of, sqlstate_of};
 
-    macro_rules! key {
-        ($name:literal) => {
-            include_str!(concat!("../../../auth_core/tests/keys/", $name))
-        };
-    }
-
-    const SECRET: &str =
-        "test-only shared secret, long enough for HS512: 0123456789abcdef0123456789";
-    const RSA_PUBLIC: &str = key!("rsa2048.public.pem");
-    const RSA_PRIVATE: &str = key!("rsa2048.private.pem");
-    const RSA_PRIVATE_PKCS1: &str = key!("rsa2048.private.pkcs1.pem");
-    const RSA_OTHER_PUBLIC: &str = key!("rsa2048.other.public.pem");
-    const P256_PUBLIC: &str = key!("p256.public.pem");
-    const P256_PRIVATE: &str = key!("p256.private.pem");
-    const P384_PUBLIC: &str = key!("p384.public.pem");
-    const P384_PRIVATE: &str = key!("p384.private.pem");
-    const ED25519_PUBLIC: &str = key!("ed25519.public.pem");
-    const ED25519_PRIVATE: &str = key!("ed25519.private.pem");
-
-    /// Every algorithm with a key text that signs and one that only verifies.
-    fn every_algorithm() -> Vec<(Algorithm, &'static str, &'static str)> {
-        Algorithm::ALL
-            .into_iter()
-            .map(|algorithm| {
-                let (private, public) = match algorithm {
-                    Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => (SECRET, SECRET),
-                    Algorithm::ES256 => (P256_PRIVATE, P256_PUBLIC),
-                    Algorithm::ES384 => (P384_PRIVATE, P384_PUBLIC),
-                    Algorithm::EdDSA => (ED25519_PRIVATE, ED25519_PUBLIC),
-                    _ => (RSA_PRIVATE, RSA_PUBLIC),
-                };
-                (algorithm, private, public)
-            })
-            .collect()
-    }
+    use auth_core::jwt::test_keys::{
+        ED25519_PRIVATE, ED25519_PUBLIC, HMAC_SECRET as SECRET, P256_PRIVATE, P256_PUBLIC,
+        P384_PUBLIC, RSA_OTHER_PUBLIC, RSA_PRIVATE, RSA_PRIVATE_PKCS1, RSA_PUBLIC, every_algorithm,
+    };
 
     fn now() -> i64 {
         let since = SystemTime::now()

@@ -11,21 +11,10 @@ use auth_core::Invalidation;
 use auth_pg_e2e::{TestDb, roles};
 use serde_json::json;
 
-macro_rules! key {
-    ($name:literal) => {
-        include_str!(concat!("../../../auth_core/tests/keys/", $name))
-    };
-}
-
-const SECRET: &str = "test-only shared secret, long enough for HS512: 0123456789abcdef0123456789";
-const RSA_PUBLIC: &str = key!("rsa2048.public.pem");
-const RSA_PRIVATE: &str = key!("rsa2048.private.pem");
-const P256_PUBLIC: &str = key!("p256.public.pem");
-const P256_PRIVATE: &str = key!("p256.private.pem");
-const P384_PUBLIC: &str = key!("p384.public.pem");
-const P384_PRIVATE: &str = key!("p384.private.pem");
-const ED25519_PUBLIC: &str = key!("ed25519.public.pem");
-const ED25519_PRIVATE: &str = key!("ed25519.private.pem");
+use auth_core::jwt::test_keys::{
+    ED25519_PRIVATE, ED25519_PUBLIC, HMAC_SECRET as SECRET, P256_PRIVATE, P256_PUBLIC,
+    P384_PRIVATE, P384_PUBLIC, RSA_PRIVATE, RSA_PUBLIC,
+};
 
 fn now() -> i64 {
     let since = SystemTime::now()
