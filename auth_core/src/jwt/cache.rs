@@ -75,12 +75,13 @@ impl VerifiedCache {
         self.hand = 0;
     }
 
-    /// The cached verification of `token`, when it is still valid at `now` under `policy`.
-    pub fn get(&mut self, token: &str, policy: &Policy, now: i64) -> Option<Verification> {
-        if token.len() > policy.max_token_bytes {
+    /// The cached verification of the token `key` names, when it is still valid at `now` under
+    /// `policy`.
+    pub fn get(&mut self, key: &TokenKey, policy: &Policy, now: i64) -> Option<Verification> {
+        if key.length > policy.max_token_bytes {
             return None;
         }
-        let position = *self.index.get(&digest(token))?;
+        let position = *self.index.get(&key.digest)?;
         let slot = &mut self.slots[position];
         let window = slot.window;
         let still_valid = window.key_usable_at(now)
@@ -99,15 +100,16 @@ impl VerifiedCache {
         })
     }
 
-    /// Caches the verification of `token` if it is valid; returns whether it was cached.
-    pub fn insert(&mut self, token: &str, verification: &Verification) -> bool {
+    /// Caches the verification of the token `key` names if it is valid; returns whether it was
+    /// cached.
+    pub fn insert(&mut self, key: &TokenKey, verification: &Verification) -> bool {
         let (Status::Valid, Some(claims)) = (verification.status, &verification.claims) else {
             return false;
         };
         if self.capacity == 0 {
             return false;
         }
-        let digest = digest(token);
+        let digest = key.digest;
         let slot = Slot {
             digest,
             referenced: false,
@@ -165,9 +167,22 @@ impl fmt::Debug for VerifiedCache {
     }
 }
 
-/// The key of a token: a token carries a signature, so its hash reveals nothing of it.
-fn digest(token: &str) -> [u8; 32] {
-    *blake3::hash(token.as_bytes()).as_bytes()
+/// A token's key in a [`VerifiedCache`]: the BLAKE3 hash of the token (a token carries a
+/// signature, so its hash reveals nothing of it) and its length. Made once per verification and
+/// used for both the lookup and, on a miss, the insertion.
+pub struct TokenKey {
+    digest: [u8; 32],
+    length: usize,
+}
+
+impl TokenKey {
+    /// The key of `token`.
+    pub fn of(token: &str) -> Self {
+        Self {
+            digest: *blake3::hash(token.as_bytes()).as_bytes(),
+            length: token.len(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -209,9 +224,11 @@ mod tests {
         let mut cache = VerifiedCache::new(8);
         let (token, verification) = verified(json!({"sub": "u1", "exp": NOW + 60}));
         assert!(verification.is_valid());
-        assert!(cache.get(&token, &policy(0), NOW).is_none());
-        assert!(cache.insert(&token, &verification));
-        let hit = cache.get(&token, &policy(0), NOW).expect("hit");
+        assert!(cache.get(&TokenKey::of(&token), &policy(0), NOW).is_none());
+        assert!(cache.insert(&TokenKey::of(&token), &verification));
+        let hit = cache
+            .get(&TokenKey::of(&token), &policy(0), NOW)
+            .expect("hit");
         assert_eq!(hit.status, Status::Valid);
         assert_eq!(hit.kid.as_deref(), Some("k1"));
         assert_eq!(hit.expires_at(), Some(NOW + 60));
@@ -221,7 +238,7 @@ mod tests {
         ));
         // Another token misses, even one with the same claims.
         let (other, _) = verified(json!({"sub": "u1", "exp": NOW + 61}));
-        assert!(cache.get(&other, &policy(0), NOW).is_none());
+        assert!(cache.get(&TokenKey::of(&other), &policy(0), NOW).is_none());
     }
 
     #[test]
@@ -229,13 +246,25 @@ mod tests {
         let mut cache = VerifiedCache::new(8);
         let exp = NOW + 60;
         let (token, verification) = verified(json!({"exp": exp}));
-        assert!(cache.insert(&token, &verification));
-        assert!(cache.get(&token, &policy(10), exp).is_some());
-        assert!(cache.get(&token, &policy(10), exp + 10).is_some());
-        assert!(cache.get(&token, &policy(10), exp + 11).is_none());
+        assert!(cache.insert(&TokenKey::of(&token), &verification));
+        assert!(cache.get(&TokenKey::of(&token), &policy(10), exp).is_some());
+        assert!(
+            cache
+                .get(&TokenKey::of(&token), &policy(10), exp + 10)
+                .is_some()
+        );
+        assert!(
+            cache
+                .get(&TokenKey::of(&token), &policy(10), exp + 11)
+                .is_none()
+        );
         // The expired entry is gone, whatever the policy later says.
         assert!(cache.is_empty());
-        assert!(cache.get(&token, &policy(1000), exp + 11).is_none());
+        assert!(
+            cache
+                .get(&TokenKey::of(&token), &policy(1000), exp + 11)
+                .is_none()
+        );
     }
 
     #[test]
@@ -248,26 +277,42 @@ mod tests {
         };
         let token = sign(&json!({"sub": "u"}), &signing, None).expect("sign");
         let verification = verify_with_key(&token, &entry, &lenient, NOW);
-        assert!(cache.insert(&token, &verification));
-        assert!(cache.get(&token, &lenient, NOW + 1_000_000).is_some());
+        assert!(cache.insert(&TokenKey::of(&token), &verification));
+        assert!(
+            cache
+                .get(&TokenKey::of(&token), &lenient, NOW + 1_000_000)
+                .is_some()
+        );
         // exp became required: the cached token without one is no longer valid.
-        assert!(cache.get(&token, &Policy::default(), NOW).is_none());
+        assert!(
+            cache
+                .get(&TokenKey::of(&token), &Policy::default(), NOW)
+                .is_none()
+        );
         // A key with a window: no hit once the key may no longer be used.
         let mut windowed = entry.clone();
         windowed.not_after = Some(NOW + 10);
         let token = sign(&json!({"exp": NOW + 3600}), &signing, None).expect("sign");
         let verification = verify_with_key(&token, &windowed, &Policy::default(), NOW);
-        assert!(cache.insert(&token, &verification));
-        assert!(cache.get(&token, &Policy::default(), NOW + 9).is_some());
-        assert!(cache.get(&token, &Policy::default(), NOW + 10).is_none());
+        assert!(cache.insert(&TokenKey::of(&token), &verification));
+        assert!(
+            cache
+                .get(&TokenKey::of(&token), &Policy::default(), NOW + 9)
+                .is_some()
+        );
+        assert!(
+            cache
+                .get(&TokenKey::of(&token), &Policy::default(), NOW + 10)
+                .is_none()
+        );
         // Too long for the policy: not even looked up.
         let short = Policy {
             max_token_bytes: 10,
             ..Policy::default()
         };
         let (token, verification) = verified(json!({"exp": NOW + 60}));
-        assert!(cache.insert(&token, &verification));
-        assert!(cache.get(&token, &short, NOW).is_none());
+        assert!(cache.insert(&TokenKey::of(&token), &verification));
+        assert!(cache.get(&TokenKey::of(&token), &short, NOW).is_none());
     }
 
     #[test]
@@ -275,15 +320,19 @@ mod tests {
         let mut cache = VerifiedCache::new(8);
         let (token, expired) = verified(json!({"exp": NOW - 3600}));
         assert_eq!(expired.status, Status::Expired);
-        assert!(!cache.insert(&token, &expired));
+        assert!(!cache.insert(&TokenKey::of(&token), &expired));
         let (_, entry) = key();
         let garbage = verify_with_key("a.b.c", &entry, &Policy::default(), NOW);
-        assert!(!cache.insert("a.b.c", &garbage));
+        assert!(!cache.insert(&TokenKey::of("a.b.c"), &garbage));
         assert!(cache.is_empty());
         let mut disabled = VerifiedCache::new(0);
         let (token, valid) = verified(json!({"exp": NOW + 60}));
-        assert!(!disabled.insert(&token, &valid));
-        assert!(disabled.get(&token, &Policy::default(), NOW).is_none());
+        assert!(!disabled.insert(&TokenKey::of(&token), &valid));
+        assert!(
+            disabled
+                .get(&TokenKey::of(&token), &Policy::default(), NOW)
+                .is_none()
+        );
     }
 
     #[test]
@@ -291,13 +340,21 @@ mod tests {
         let mut cache = VerifiedCache::default();
         assert_eq!(cache.capacity(), DEFAULT_CACHE_CAPACITY);
         let (token, verification) = verified(json!({"exp": NOW + 60}));
-        assert!(cache.insert(&token, &verification));
+        assert!(cache.insert(&TokenKey::of(&token), &verification));
         assert_eq!(cache.len(), 1);
         cache.clear();
         assert!(cache.is_empty());
-        assert!(cache.get(&token, &Policy::default(), NOW).is_none());
-        assert!(cache.insert(&token, &verification));
-        assert!(cache.get(&token, &Policy::default(), NOW).is_some());
+        assert!(
+            cache
+                .get(&TokenKey::of(&token), &Policy::default(), NOW)
+                .is_none()
+        );
+        assert!(cache.insert(&TokenKey::of(&token), &verification));
+        assert!(
+            cache
+                .get(&TokenKey::of(&token), &Policy::default(), NOW)
+                .is_some()
+        );
     }
 
     #[test]
@@ -307,36 +364,50 @@ mod tests {
             .map(|i| verified(json!({"exp": NOW + 60, "n": i})))
             .collect();
         for (token, verification) in &tokens[..3] {
-            assert!(cache.insert(token, verification));
+            assert!(cache.insert(&TokenKey::of(token), verification));
         }
         // Token 0 is read, so the next insertion evicts token 1 instead.
-        assert!(cache.get(&tokens[0].0, &Policy::default(), NOW).is_some());
-        assert!(cache.insert(&tokens[3].0, &tokens[3].1));
+        assert!(
+            cache
+                .get(&TokenKey::of(&tokens[0].0), &Policy::default(), NOW)
+                .is_some()
+        );
+        assert!(cache.insert(&TokenKey::of(&tokens[3].0), &tokens[3].1));
         assert_eq!(cache.len(), 3);
-        assert!(cache.get(&tokens[1].0, &Policy::default(), NOW).is_none());
+        assert!(
+            cache
+                .get(&TokenKey::of(&tokens[1].0), &Policy::default(), NOW)
+                .is_none()
+        );
         for i in [0, 2, 3] {
             assert!(
-                cache.get(&tokens[i].0, &Policy::default(), NOW).is_some(),
+                cache
+                    .get(&TokenKey::of(&tokens[i].0), &Policy::default(), NOW)
+                    .is_some(),
                 "{i}"
             );
         }
         for (token, verification) in &tokens {
-            assert!(cache.insert(token, verification));
+            assert!(cache.insert(&TokenKey::of(token), verification));
             assert!(cache.len() <= 3);
             assert_eq!(cache.index.len(), cache.len());
         }
         // The index and the slots agree after evictions and removals.
         let (token, expiring) = verified(json!({"exp": NOW + 1}));
-        assert!(cache.insert(&token, &expiring));
-        assert!(cache.get(&token, &policy(0), NOW + 2).is_none());
+        assert!(cache.insert(&TokenKey::of(&token), &expiring));
+        assert!(
+            cache
+                .get(&TokenKey::of(&token), &policy(0), NOW + 2)
+                .is_none()
+        );
         assert_eq!(cache.len(), 2);
         for (digest, position) in &cache.index {
             assert_eq!(cache.slots[*position].digest, *digest);
         }
         // Inserting the same token again replaces its entry.
         let (token, verification) = &tokens[9];
-        assert!(cache.insert(token, verification));
-        assert!(cache.insert(token, verification));
+        assert!(cache.insert(&TokenKey::of(token), verification));
+        assert!(cache.insert(&TokenKey::of(token), verification));
         assert!(cache.len() <= 3);
     }
 
@@ -344,7 +415,7 @@ mod tests {
     fn no_token_is_stored() {
         let mut cache = VerifiedCache::new(8);
         let (token, verification) = verified(json!({"sub": "u1", "exp": NOW + 60}));
-        assert!(cache.insert(&token, &verification));
+        assert!(cache.insert(&TokenKey::of(&token), &verification));
         let signature = token.rsplit('.').next().expect("three parts");
         for slot in &cache.slots {
             assert_eq!(slot.digest, *blake3::hash(token.as_bytes()).as_bytes());

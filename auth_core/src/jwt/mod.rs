@@ -58,7 +58,7 @@ pub mod test_keys;
 mod verify;
 
 pub use algorithm::{Algorithm, AlgorithmError, KeyKind};
-pub use cache::{DEFAULT_CACHE_CAPACITY, VerifiedCache};
+pub use cache::{DEFAULT_CACHE_CAPACITY, TokenKey, VerifiedCache};
 pub use jwks::{ImportedKey, JwksError, MAX_JWKS_BYTES, MAX_JWKS_KEYS, import_jwks};
 pub use keys::{
     KeyEntry, KeyError, KeyForm, MAX_KEY_TEXT_BYTES, MAX_RSA_BITS, MIN_RSA_BITS, ParsedKey,

@@ -35,8 +35,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use auth_core::jwt::{
-    self, Algorithm, KeyEntry, ParsedKey, Policy, SigningKey, Status, Verification, VerifiedCache,
-    VerifyingKey,
+    self, Algorithm, KeyEntry, ParsedKey, Policy, SigningKey, Status, TokenKey, Verification,
+    VerifiedCache, VerifyingKey,
 };
 use pgrx::pg_sys::{self, Datum};
 use serde_json::Value;
@@ -340,7 +340,12 @@ pub(crate) fn verify(token: Option<&[u8]>) -> Verified {
     let now = now();
     STATE.with_borrow_mut(|state| {
         state.refresh();
-        if let Some(hit) = state.verified.get(token, &policy, now) {
+        // The token is hashed once, for the lookup and the insertion; not at all when the
+        // cache is off.
+        let key = (state.verified.capacity() > 0).then(|| TokenKey::of(token));
+        if let Some(key) = &key
+            && let Some(hit) = state.verified.get(key, &policy, now)
+        {
             return state.answer(hit);
         }
         let verification = {
@@ -352,7 +357,9 @@ pub(crate) fn verify(token: Option<&[u8]>) -> Verified {
                 now,
             )
         };
-        state.verified.insert(token, &verification);
+        if let Some(key) = &key {
+            state.verified.insert(key, &verification);
+        }
         state.answer(verification)
     })
 }
