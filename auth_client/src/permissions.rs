@@ -33,10 +33,8 @@ impl AuthClient {
         permission: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        Ok(self
-            .query_one(HAS_PERMISSION, &[&user_id, &permission, &org])
-            .await?
-            .try_get(0)?)
+        self.two_names_and_org(HAS_PERMISSION, user_id, permission, org)
+            .await
     }
 
     /// Whether `user_id` holds all of `permissions` in `org` (`require_all`), or any of them.
@@ -107,10 +105,8 @@ impl AuthClient {
         parent: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        Ok(self
-            .query_one(ADD_ROLE_PARENT, &[&role, &parent, &org])
-            .await?
-            .try_get(0)?)
+        self.two_names_and_org(ADD_ROLE_PARENT, role, parent, org)
+            .await
     }
 
     /// Stops `role` inheriting from `parent`; false when it did not.
@@ -120,10 +116,8 @@ impl AuthClient {
         parent: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        Ok(self
-            .query_one(REMOVE_ROLE_PARENT, &[&role, &parent, &org])
-            .await?
-            .try_get(0)?)
+        self.two_names_and_org(REMOVE_ROLE_PARENT, role, parent, org)
+            .await
     }
 
     /// Grants `permission` to the role `role` of `org`; false when it already had it.
@@ -133,10 +127,8 @@ impl AuthClient {
         permission: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        Ok(self
-            .query_one(GRANT_PERMISSION, &[&role, &permission, &org])
-            .await?
-            .try_get(0)?)
+        self.two_names_and_org(GRANT_PERMISSION, role, permission, org)
+            .await
     }
 
     /// Revokes a permission granted to the role directly; false when it did not have it.
@@ -146,10 +138,8 @@ impl AuthClient {
         permission: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        Ok(self
-            .query_one(REVOKE_PERMISSION, &[&role, &permission, &org])
-            .await?
-            .try_get(0)?)
+        self.two_names_and_org(REVOKE_PERMISSION, role, permission, org)
+            .await
     }
 
     /// Gives `role` to `user_id` in `org`, or everywhere with `None` (a global role only);
@@ -160,10 +150,8 @@ impl AuthClient {
         role: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        Ok(self
-            .query_one(ASSIGN_ROLE, &[&user_id, &role, &org])
-            .await?
-            .try_get(0)?)
+        self.two_names_and_org(ASSIGN_ROLE, user_id, role, org)
+            .await
     }
 
     /// Takes `role` from `user_id` in `org`; false when the user did not hold it there.
@@ -173,8 +161,21 @@ impl AuthClient {
         role: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
+        self.two_names_and_org(UNASSIGN_ROLE, user_id, role, org)
+            .await
+    }
+
+    /// Runs one of this module's statements that take two names and an organization and
+    /// answer with a boolean (`has_permission` and the administrative changes).
+    async fn two_names_and_org(
+        &self,
+        statement: &str,
+        first: &str,
+        second: &str,
+        org: Option<&str>,
+    ) -> Result<bool, Error> {
         Ok(self
-            .query_one(UNASSIGN_ROLE, &[&user_id, &role, &org])
+            .query_one(statement, &[&first, &second, &org])
             .await?
             .try_get(0)?)
     }
