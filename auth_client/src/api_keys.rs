@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use auth_core::{Credential, CredentialKind};
 use postgres_types::FromSql;
 
+use crate::cache::Forget;
 use crate::{AuthClient, Error, Status};
 
 /// The answer to an API key check. Only a [`Status::Valid`] answer carries the key's
@@ -147,10 +148,12 @@ impl AuthClient {
 
     /// Deletes an organization and all its keys; false when there was none.
     pub async fn delete_organization(&self, org_id: &str) -> Result<bool, Error> {
-        Ok(self
+        let deleted = self
             .query_one(DELETE_ORGANIZATION, &[&org_id])
             .await?
-            .try_get(0)?)
+            .try_get(0)?;
+        self.forget(&Forget::OrganizationKeys(org_id));
+        Ok(deleted)
     }
 
     /// Creates an API key (needs `auth_pg_admin`) and returns it, shown this once, with its id.
@@ -201,10 +204,12 @@ impl AuthClient {
     /// Revokes an API key at once; true when this call revoked it (false when it was already
     /// revoked, or the organization or key is unknown).
     pub async fn revoke_api_key(&self, org_id: &str, key_id: &str) -> Result<bool, Error> {
-        Ok(self
+        let revoked = self
             .query_one(REVOKE_API_KEY, &[&org_id, &key_id])
             .await?
-            .try_get(0)?)
+            .try_get(0)?;
+        self.forget(&Forget::ApiKey(key_id));
+        Ok(revoked)
     }
 
     /// Replaces an API key: returns the new key; the old one stays valid for `grace`.
@@ -217,6 +222,8 @@ impl AuthClient {
         let row = self
             .query_one(ROTATE_API_KEY, &[&org_id, &key_id, &grace.as_secs_f64()])
             .await?;
+        // The old key now expires at the end of its grace period.
+        self.forget(&Forget::ApiKey(key_id));
         new_key(&row, "rotate_api_key")
     }
 

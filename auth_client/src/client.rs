@@ -1,19 +1,28 @@
 //! The client: one pool, prepared statements, typed calls (each capability in its own module).
 
+use std::sync::Arc;
+use std::time::SystemTime;
+
 use auth_core::CredentialKind;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::{FromSql, ToSql};
 
+use crate::cache::{Answer, Cache, CacheStats, Cached, Forget, Key};
+use crate::listener::{self, AbortOnDrop};
 use crate::{Config, Error};
 
-/// A handle to auth_pg through a pool of connections. Cheap to clone; clones share the pool.
+/// A handle to auth_pg through a pool of connections. Cheap to clone; clones share the pool
+/// and the cache.
 ///
 /// Every call takes a connection from the pool, runs one prepared statement (prepared once per
-/// connection) and gives the connection back.
+/// connection) and gives the connection back, unless the cache ([`Config::cache`]) can answer.
 #[derive(Clone)]
 pub struct AuthClient {
     pool: Pool,
+    cache: Option<Arc<Cache>>,
+    /// Stops the cache's listener when the last clone is dropped.
+    _listener: Option<Arc<AbortOnDrop>>,
 }
 
 impl AuthClient {
@@ -42,7 +51,39 @@ impl AuthClient {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(Error::config)?;
-        Ok(Self { pool })
+        let (cache, listener) = if config.cache_capacity > 0 {
+            let cache = Arc::new(Cache::new(config.cache_capacity, config.cache_max_age));
+            let listener = listener::spawn(config.pg.clone(), Arc::clone(&cache))?;
+            (Some(cache), Some(Arc::new(listener)))
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            pool,
+            cache,
+            _listener: listener,
+        })
+    }
+
+    /// What the cache has done, or `None` when the client has no cache.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_deref().map(Cache::stats)
+    }
+
+    /// Forgets, in this client's cache, the answer about `credential` after a change made
+    /// through this client.
+    pub(crate) fn forget_credential(&self, kind: CredentialKind, credential: &str) {
+        if let Some(cache) = self.cache.as_deref() {
+            cache.forget(&Forget::Entry(cache.credential_key(kind, credential)));
+        }
+    }
+
+    /// Forgets, in this client's cache, what a change just made through it affects, without
+    /// waiting for the server's notification (which forgets it in every other client).
+    pub(crate) fn forget(&self, forget: &Forget<'_>) {
+        if let Some(cache) = self.cache.as_deref() {
+            cache.forget(forget);
+        }
     }
 
     /// The underlying pool, for queries of your own on the same connections.
@@ -77,7 +118,8 @@ impl AuthClient {
     }
 
     /// Checks one credential with `sql` (one parameter, one composite column): malformed input
-    /// is answered by `malformed` without a round trip, as the server would answer it.
+    /// is answered by `malformed` without a round trip, as the server would answer it, and a
+    /// valid answer in the cache from memory.
     pub(crate) async fn check<R, T>(
         &self,
         kind: CredentialKind,
@@ -87,11 +129,49 @@ impl AuthClient {
     ) -> Result<T, Error>
     where
         R: for<'a> FromSql<'a>,
-        T: TryFrom<R, Error = Error>,
+        T: TryFrom<R, Error = Error> + Cached,
     {
         if auth_core::check_format(kind, credential.as_bytes()).is_err() {
             return Ok(malformed());
         }
+        self.through_cache(
+            |cache| cache.credential_key(kind, credential),
+            self.fetch_check::<R, T>(sql, credential),
+            T::from_answer,
+            T::to_answer,
+        )
+        .await
+    }
+
+    /// Answers from the cache what it holds under `key` (read by `read`), else runs `fetch`
+    /// and stores what `keep` makes of its answer. Without a cache, just runs `fetch`.
+    pub(crate) async fn through_cache<T>(
+        &self,
+        key: impl FnOnce(&Cache) -> Key,
+        fetch: impl Future<Output = Result<T, Error>>,
+        read: impl FnOnce(&Answer) -> Option<T>,
+        keep: impl FnOnce(&T) -> Option<(Answer, Option<SystemTime>)>,
+    ) -> Result<T, Error> {
+        let Some(cache) = self.cache.as_deref() else {
+            return fetch.await;
+        };
+        let key = key(cache);
+        if let Some(answer) = cache.get(&key).and_then(|entry| read(&entry.answer)) {
+            return Ok(answer);
+        }
+        let ticket = cache.ticket();
+        let answer = fetch.await?;
+        if let (Some(ticket), Some((stored, expires_at))) = (ticket, keep(&answer)) {
+            cache.store(ticket, key, stored, expires_at);
+        }
+        Ok(answer)
+    }
+
+    async fn fetch_check<R, T>(&self, sql: &str, credential: &str) -> Result<T, Error>
+    where
+        R: for<'a> FromSql<'a>,
+        T: TryFrom<R, Error = Error>,
+    {
         let row = self.query_one(sql, &[&credential]).await?;
         row.try_get::<_, R>(0)?.try_into()
     }
@@ -136,6 +216,7 @@ impl std::fmt::Debug for AuthClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthClient")
             .field("pool", &self.pool.status())
+            .field("cache", &self.cache)
             .finish()
     }
 }

@@ -24,14 +24,17 @@ use crate::Error;
 /// ```
 ///
 /// It also deserializes (with serde) from `{ "url": ..., "pool_size": ..., "connect_timeout_secs":
-/// ..., "wait_timeout_secs": ..., "statement_timeout_secs": ... }`, every field but `url`
-/// optional. `Debug` never shows the password.
+/// ..., "wait_timeout_secs": ..., "statement_timeout_secs": ..., "cache_capacity": ...,
+/// "cache_max_age_secs": ... }`, every field but `url` optional. `Debug` never shows the
+/// password.
 #[derive(Clone)]
 pub struct Config {
     pub(crate) pg: tokio_postgres::Config,
     pub(crate) pool_size: usize,
     pub(crate) wait_timeout: Option<Duration>,
     pub(crate) statement_timeout: Option<Duration>,
+    pub(crate) cache_capacity: usize,
+    pub(crate) cache_max_age: Duration,
 }
 
 impl Config {
@@ -39,6 +42,9 @@ impl Config {
     pub const DEFAULT_POOL_SIZE: usize = 16;
     /// How long to wait for a connection to open, or for a free one from the pool.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The longest the cache keeps an answer unless set otherwise. A minute matches how often
+    /// the server records an API key's last use, which answers served from memory skip.
+    pub const DEFAULT_CACHE_MAX_AGE: Duration = Duration::from_secs(60);
 
     /// Settings from a libpq connection string: a URL (`postgres://user@host/db`) or
     /// `key=value` pairs (`host=/run/postgresql dbname=app`).
@@ -55,6 +61,8 @@ impl Config {
             pool_size: Self::DEFAULT_POOL_SIZE,
             wait_timeout: Some(Self::DEFAULT_TIMEOUT),
             statement_timeout: None,
+            cache_capacity: 0,
+            cache_max_age: Self::DEFAULT_CACHE_MAX_AGE,
         })
     }
 
@@ -82,6 +90,25 @@ impl Config {
         self
     }
 
+    /// Turns on the in-process cache, holding up to `capacity` answers (0, the default, turns it
+    /// off). Valid token, API-key and session checks and permission answers are then served from
+    /// memory until the credential expires, [`cache_max_age`](Self::cache_max_age) passes, or
+    /// the server announces a change on `auth_pg_invalidate`, which a connection of the cache's
+    /// own listens to: a revocation reaches the cache as soon as its notification arrives. While
+    /// that connection is down, nothing is served from memory. The client must then be created
+    /// inside a Tokio runtime. See [`AuthClient::cache_stats`](crate::AuthClient::cache_stats).
+    pub fn cache(&mut self, capacity: usize) -> &mut Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
+    /// The longest the cache keeps an answer, however long the credential lives
+    /// ([`DEFAULT_CACHE_MAX_AGE`](Self::DEFAULT_CACHE_MAX_AGE) unless set).
+    pub fn cache_max_age(&mut self, max_age: Duration) -> &mut Self {
+        self.cache_max_age = max_age;
+        self
+    }
+
     /// The underlying tokio-postgres settings, for anything not covered here (TCP keepalives,
     /// target session attributes, ...).
     pub fn postgres_config(&mut self) -> &mut tokio_postgres::Config {
@@ -97,6 +124,8 @@ impl fmt::Debug for Config {
             .field("pool_size", &self.pool_size)
             .field("wait_timeout", &self.wait_timeout)
             .field("statement_timeout", &self.statement_timeout)
+            .field("cache_capacity", &self.cache_capacity)
+            .field("cache_max_age", &self.cache_max_age)
             .finish()
     }
 }
@@ -109,6 +138,8 @@ struct RawConfig {
     connect_timeout_secs: Option<f64>,
     wait_timeout_secs: Option<f64>,
     statement_timeout_secs: Option<f64>,
+    cache_capacity: Option<usize>,
+    cache_max_age_secs: Option<f64>,
 }
 
 fn seconds<E: serde::de::Error>(field: &str, secs: f64) -> Result<Duration, E> {
@@ -134,6 +165,12 @@ impl<'de> Deserialize<'de> for Config {
         if let Some(secs) = raw.statement_timeout_secs {
             config.statement_timeout(Some(seconds("statement_timeout_secs", secs)?));
         }
+        if let Some(capacity) = raw.cache_capacity {
+            config.cache(capacity);
+        }
+        if let Some(secs) = raw.cache_max_age_secs {
+            config.cache_max_age(seconds("cache_max_age_secs", secs)?);
+        }
         Ok(config)
     }
 }
@@ -151,6 +188,10 @@ mod tests {
             Some(&Config::DEFAULT_TIMEOUT)
         );
         assert_eq!(config.pg.get_application_name(), Some("auth_client"));
+        assert_eq!(
+            config.cache_capacity, 0,
+            "the cache is off unless asked for"
+        );
         config.pool_size(0).wait_timeout(None);
         assert_eq!(config.pool_size, 1);
         assert_eq!(config.wait_timeout, None);
@@ -167,11 +208,14 @@ mod tests {
     #[test]
     fn deserializes_with_optional_fields() {
         let config: Config = serde_json::from_str(
-            r#"{"url": "postgres://app@localhost/app", "pool_size": 4, "statement_timeout_secs": 1.5}"#,
+            r#"{"url": "postgres://app@localhost/app", "pool_size": 4, "statement_timeout_secs": 1.5,
+                "cache_capacity": 1000, "cache_max_age_secs": 5}"#,
         )
         .expect("valid");
         assert_eq!(config.pool_size, 4);
         assert_eq!(config.statement_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(config.cache_capacity, 1000);
+        assert_eq!(config.cache_max_age, Duration::from_secs(5));
 
         let err = serde_json::from_str::<Config>(
             r#"{"url": "postgres://app@localhost/app", "wait_timeout_secs": -1}"#,

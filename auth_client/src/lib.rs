@@ -3,10 +3,12 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod api_keys;
+mod cache;
 mod client;
 mod config;
 mod error;
 mod jwt;
+mod listener;
 mod permissions;
 mod sessions;
 mod status;
@@ -14,6 +16,7 @@ mod tokens;
 
 pub use api_keys::{ApiKeyInfo, ApiKeyValidation, NewApiKey};
 pub use auth_core::{Credential, CredentialKind, FormatError};
+pub use cache::CacheStats;
 pub use client::AuthClient;
 pub use config::Config;
 pub use error::{Error, ErrorKind};

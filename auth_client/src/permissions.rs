@@ -4,6 +4,7 @@
 //! organization sees only the roles a user holds everywhere, and a role created or assigned
 //! with no organization is a global one.
 
+use crate::cache::{Answer, Forget};
 use crate::{AuthClient, Error};
 
 const HAS_PERMISSION: &str = "SELECT auth_pg.has_permission($1, $2, $3)";
@@ -33,8 +34,23 @@ impl AuthClient {
         permission: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        self.two_names_and_org(HAS_PERMISSION, user_id, permission, org)
-            .await
+        self.through_cache(
+            |cache| cache.question_key("has_permission", &[Some(user_id), Some(permission), org]),
+            self.two_names_and_org(HAS_PERMISSION, user_id, permission, org),
+            |answer| match answer {
+                Answer::Allowed { allowed, .. } => Some(*allowed),
+                _ => None,
+            },
+            |allowed| {
+                let answer = Answer::Allowed {
+                    user_id: user_id.to_owned(),
+                    org_id: org.map(str::to_owned),
+                    allowed: *allowed,
+                };
+                Some((answer, None))
+            },
+        )
+        .await
     }
 
     /// Whether `user_id` holds all of `permissions` in `org` (`require_all`), or any of them.
@@ -61,8 +77,27 @@ impl AuthClient {
         user_id: &str,
         org: Option<&str>,
     ) -> Result<Vec<String>, Error> {
-        let row = self.query_one(USER_PERMISSIONS, &[&user_id, &org]).await?;
-        Ok(row.try_get(0)?)
+        let fetch = async {
+            let row = self.query_one(USER_PERMISSIONS, &[&user_id, &org]).await?;
+            Ok(row.try_get(0)?)
+        };
+        self.through_cache(
+            |cache| cache.question_key("user_permissions", &[Some(user_id), org]),
+            fetch,
+            |answer| match answer {
+                Answer::Permissions { permissions, .. } => Some(permissions.clone()),
+                _ => None,
+            },
+            |permissions| {
+                let answer = Answer::Permissions {
+                    user_id: user_id.to_owned(),
+                    org_id: org.map(str::to_owned),
+                    permissions: permissions.clone(),
+                };
+                Some((answer, None))
+            },
+        )
+        .await
     }
 
     /// The user's effective roles in `org`: those held there or everywhere, and their
@@ -90,10 +125,12 @@ impl AuthClient {
 
     /// Deletes a role with its grants, links and assignments; false when there was none.
     pub async fn delete_role(&self, name: &str, org: Option<&str>) -> Result<bool, Error> {
-        Ok(self
+        let deleted = self
             .query_one(DELETE_ROLE, &[&name, &org])
             .await?
-            .try_get(0)?)
+            .try_get(0)?;
+        self.forget(&Forget::AllPermissions);
+        Ok(deleted)
     }
 
     /// Makes the role `role` of `org` inherit from `parent` (the organization's role of that
@@ -105,8 +142,7 @@ impl AuthClient {
         parent: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        self.two_names_and_org(ADD_ROLE_PARENT, role, parent, org)
-            .await
+        self.role_change(ADD_ROLE_PARENT, role, parent, org).await
     }
 
     /// Stops `role` inheriting from `parent`; false when it did not.
@@ -116,7 +152,7 @@ impl AuthClient {
         parent: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        self.two_names_and_org(REMOVE_ROLE_PARENT, role, parent, org)
+        self.role_change(REMOVE_ROLE_PARENT, role, parent, org)
             .await
     }
 
@@ -127,7 +163,7 @@ impl AuthClient {
         permission: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        self.two_names_and_org(GRANT_PERMISSION, role, permission, org)
+        self.role_change(GRANT_PERMISSION, role, permission, org)
             .await
     }
 
@@ -138,7 +174,7 @@ impl AuthClient {
         permission: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        self.two_names_and_org(REVOKE_PERMISSION, role, permission, org)
+        self.role_change(REVOKE_PERMISSION, role, permission, org)
             .await
     }
 
@@ -150,7 +186,7 @@ impl AuthClient {
         role: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        self.two_names_and_org(ASSIGN_ROLE, user_id, role, org)
+        self.assignment_change(ASSIGN_ROLE, user_id, role, org)
             .await
     }
 
@@ -161,8 +197,38 @@ impl AuthClient {
         role: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        self.two_names_and_org(UNASSIGN_ROLE, user_id, role, org)
+        self.assignment_change(UNASSIGN_ROLE, user_id, role, org)
             .await
+    }
+
+    /// Runs a change to a role (its parents or permissions), then forgets every permission
+    /// answer in this client's cache: who inherits the role is not known here.
+    async fn role_change(
+        &self,
+        statement: &str,
+        role: &str,
+        other: &str,
+        org: Option<&str>,
+    ) -> Result<bool, Error> {
+        let changed = self.two_names_and_org(statement, role, other, org).await?;
+        self.forget(&Forget::AllPermissions);
+        Ok(changed)
+    }
+
+    /// Runs a change to a user's roles, then forgets that user's permission answers in this
+    /// client's cache (in `org`, or in every organization for a global role).
+    async fn assignment_change(
+        &self,
+        statement: &str,
+        user_id: &str,
+        role: &str,
+        org: Option<&str>,
+    ) -> Result<bool, Error> {
+        let changed = self
+            .two_names_and_org(statement, user_id, role, org)
+            .await?;
+        self.forget(&Forget::UserPermissions(user_id, org));
+        Ok(changed)
     }
 
     /// Runs one of this module's statements that take two names and an organization and

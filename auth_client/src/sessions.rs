@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 use auth_core::{Credential, CredentialKind};
 use postgres_types::FromSql;
 
+use crate::cache::Forget;
 use crate::{AuthClient, Error, Status};
 
 /// The answer to a session check. Only a [`Status::Valid`] answer carries the session's user,
@@ -179,20 +180,24 @@ impl AuthClient {
     /// unknown, malformed or already revoked). Listeners of `auth_pg_invalidate` hear of it at
     /// commit.
     pub async fn revoke_session(&self, token: &str) -> Result<bool, Error> {
-        Ok(self
+        let revoked = self
             .query_one(REVOKE_SESSION, &[&token])
             .await?
-            .try_get(0)?)
+            .try_get(0)?;
+        self.forget_credential(CredentialKind::Session, token);
+        Ok(revoked)
     }
 
     /// Revokes a session by its id (as [`SessionValidation::session_id`] and
     /// [`list_user_sessions`](Self::list_user_sessions) show it); true when this call revoked
     /// it. Listeners of `auth_pg_invalidate` hear of it at commit.
     pub async fn revoke_session_by_id(&self, session_id: &str) -> Result<bool, Error> {
-        Ok(self
+        let revoked = self
             .query_one(REVOKE_SESSION_BY_ID, &[&session_id])
             .await?
-            .try_get(0)?)
+            .try_get(0)?;
+        self.forget(&Forget::Session(session_id));
+        Ok(revoked)
     }
 
     /// Revokes every session of `user_id` ("sign out everywhere") and returns how many were
@@ -202,6 +207,7 @@ impl AuthClient {
             .query_one(REVOKE_USER_SESSIONS, &[&user_id])
             .await?
             .try_get(0)?;
+        self.forget(&Forget::UserSessions(user_id));
         u64::try_from(revoked)
             .map_err(|_| Error::decode("revoke_user_sessions returned a negative count"))
     }

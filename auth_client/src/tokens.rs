@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 use auth_core::{Credential, CredentialKind};
 use postgres_types::FromSql;
 
+use crate::cache::Forget;
 use crate::{AuthClient, Error, Status};
 
 /// The answer to a token check. Only a [`Status::Valid`] answer carries the token's id,
@@ -129,12 +130,14 @@ impl AuthClient {
     /// or already revoked). Listeners of `auth_pg_invalidate` hear of it at commit.
     pub async fn revoke_token(&self, token: &str) -> Result<bool, Error> {
         let row = self.query_one(REVOKE_TOKEN, &[&token]).await?;
+        self.forget_credential(CredentialKind::Token, token);
         Ok(row.try_get(0)?)
     }
 
     /// Revokes every token of `user_id` and returns how many were revoked.
     pub async fn revoke_user_tokens(&self, user_id: &str) -> Result<u64, Error> {
         let row = self.query_one(REVOKE_USER_TOKENS, &[&user_id]).await?;
+        self.forget(&Forget::UserTokens(user_id));
         let revoked: i64 = row.try_get(0)?;
         u64::try_from(revoked)
             .map_err(|_| Error::decode("revoke_user_tokens returned a negative count"))

@@ -1,0 +1,121 @@
+//! The cache's listener: one connection of its own that `LISTEN`s on `auth_pg_invalidate` and
+//! hands every notification to the cache, reconnecting when it is lost.
+//!
+//! While it is not listening the cache serves nothing (see `crate::cache`). A connection that
+//! goes silent without closing (a network partition) is noticed by a heartbeat query, sent
+//! every [`HEARTBEAT`] and given as long to answer.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use auth_core::invalidation::CHANNEL;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use crate::Error;
+use crate::cache::{Cache, Clock};
+
+/// How often the listener checks that its connection still answers, and how long it waits.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(2);
+/// The wait before the first reconnection, doubled after each failure up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Aborts a task when dropped: the listener stops with the last client that shares it, and the
+/// listener's connection driver with the listener.
+#[derive(Debug)]
+pub(crate) struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts listening for `cache`, on the Tokio runtime the caller runs in.
+pub(crate) fn spawn(
+    mut pg: tokio_postgres::Config,
+    cache: Arc<Cache>,
+) -> Result<AbortOnDrop, Error> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+        Error::config(
+            "the client cache listens for invalidations on a Tokio task: create the client \
+             inside a Tokio runtime, or without a cache",
+        )
+    })?;
+    let name = format!(
+        "{} listener",
+        pg.get_application_name().unwrap_or("auth_client")
+    );
+    pg.application_name(&name);
+    Ok(AbortOnDrop(runtime.spawn(run(pg, cache))))
+}
+
+async fn run(pg: tokio_postgres::Config, cache: Arc<Cache>) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let listened = listen(&pg, &cache).await;
+        cache.deaf();
+        if listened {
+            backoff = MIN_BACKOFF;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Connects, listens and applies notifications until the connection is lost; true when it got
+/// as far as listening.
+async fn listen(pg: &tokio_postgres::Config, cache: &Cache) -> bool {
+    let Ok((client, mut connection)) = pg.connect(NoTls).await else {
+        return false;
+    };
+    let (sender, mut notifications) = mpsc::unbounded_channel();
+    // The connection is driven by its own task, which forwards notifications in order and ends
+    // (dropping the sender) when the connection does.
+    let _driver = AbortOnDrop(tokio::spawn(async move {
+        while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let AsyncMessage::Notification(notification) = message
+                && sender.send(notification.payload().to_owned()).is_err()
+            {
+                break;
+            }
+        }
+    }));
+
+    let start = async {
+        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        let sent = SystemTime::now();
+        let row = client
+            .query_one("SELECT pg_catalog.clock_timestamp()", &[])
+            .await?;
+        let received = SystemTime::now();
+        let server: SystemTime = row.try_get(0)?;
+        Ok::<_, tokio_postgres::Error>(Clock::from_reading(sent, received, server))
+    };
+    let Ok(Ok(clock)) = tokio::time::timeout(HEARTBEAT, start).await else {
+        return false;
+    };
+    // Everything committed from here on is notified; what was committed before is seen by any
+    // query that starts after this point, and nothing is stored from one that started earlier.
+    cache.listening(clock);
+
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    loop {
+        tokio::select! {
+            payload = notifications.recv() => match payload {
+                Some(payload) => cache.invalidate(&payload),
+                None => return true,
+            },
+            _ = heartbeat.tick() => {
+                let answered = tokio::time::timeout(HEARTBEAT, client.simple_query("SELECT 1")).await;
+                if !matches!(answered, Ok(Ok(_))) {
+                    return true;
+                }
+            }
+        }
+    }
+}
