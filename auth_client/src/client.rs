@@ -220,3 +220,33 @@ impl std::fmt::Debug for AuthClient {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn a_cache_needs_a_tokio_runtime_and_says_so() {
+        let mut config = Config::from_url("host=/nonexistent dbname=app").expect("valid");
+        assert!(
+            AuthClient::new(&config).is_ok(),
+            "no cache, no runtime needed"
+        );
+        config.cache(100);
+        let err = AuthClient::new(&config).expect_err("no runtime to listen on");
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(err.to_string().contains("Tokio runtime"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_client_whose_listener_cannot_connect_works_without_its_cache() {
+        let mut config = Config::from_url("host=/nonexistent dbname=app").expect("valid");
+        config.cache(100);
+        let client = AuthClient::new(&config).expect("a client");
+        let stats = client.cache_stats().expect("a cache");
+        assert!(!stats.listening);
+        assert_eq!(stats.entries, 0);
+        assert!(!format!("{client:?}").is_empty());
+    }
+}

@@ -83,6 +83,22 @@ impl TestDb {
             .expect("a client")
     }
 
+    /// An [`AuthClient`] connecting as `role` with a cache of `capacity` answers, once its
+    /// listener listens (panics when it does not within ten seconds). Its connections'
+    /// `application_name` is the database's name, so a test can find its listener (named
+    /// `<database> listener`) in `pg_stat_activity`.
+    pub async fn cached_client(&self, role: &str, capacity: usize) -> AuthClient {
+        let mut config = Config::from_url(&self.url(role)).expect("valid settings");
+        config.cache(capacity);
+        config.postgres_config().application_name(&self.name);
+        let client = AuthClient::new(&config).expect("a client");
+        wait_for(&client, "the cache's listener listens", |stats| {
+            stats.listening
+        })
+        .await;
+        client
+    }
+
     /// A plain tokio-postgres connection as `role`, its connection task spawned.
     pub async fn connect(&self, role: &str) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(&self.url(role), NoTls)
@@ -97,6 +113,28 @@ impl TestDb {
     /// Runs SQL with psql as the superuser; see [`Cluster::psql`].
     pub fn psql(&self, sql: &str) -> String {
         self.cluster.psql(&self.name, sql)
+    }
+}
+
+/// Waits until `client`'s cache statistics satisfy `condition` (what the test waits for is
+/// `what`); panics after ten seconds. The cache learns of changes asynchronously, from
+/// notifications: tests wait for that, never for a fixed time.
+pub async fn wait_for(
+    client: &AuthClient,
+    what: &str,
+    condition: impl Fn(&auth_client::CacheStats) -> bool,
+) -> auth_client::CacheStats {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stats = client.cache_stats().expect("a client with a cache");
+        if condition(&stats) {
+            return stats;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited 10 s for: {what} ({stats:?})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod e2e {
     mod api_keys;
+    mod cache;
     mod hash_key;
     mod jwt;
     mod permissions;
