@@ -72,6 +72,8 @@ pub(crate) enum Forget<'a> {
     OrganizationKeys(&'a str),
     Session(&'a str),
     UserSessions(&'a str),
+    AllTokens,
+    AllSessions,
     /// The permission answers of a user: in one organization, or (`None`) in all of them.
     UserPermissions(&'a str, Option<&'a str>),
     AllPermissions,
@@ -89,6 +91,8 @@ impl<'a> From<&'a Invalidation> for Forget<'a> {
             Invalidation::OrganizationKeysChanged { org_id } => Forget::OrganizationKeys(org_id),
             Invalidation::SessionRevoked { session_id, .. } => Forget::Session(session_id),
             Invalidation::UserSessionsRevoked { user_id } => Forget::UserSessions(user_id),
+            Invalidation::TokensChanged => Forget::AllTokens,
+            Invalidation::SessionsChanged => Forget::AllSessions,
             // A global assignment changes the user's answers in every organization.
             Invalidation::UserRolesChanged { user_id, org_id } => {
                 Forget::UserPermissions(user_id, org_id.as_deref())
@@ -131,7 +135,9 @@ impl Forget<'_> {
                     user_id, org_id, ..
                 },
             ) => user_id == user && (org.is_none() || org_id.as_deref() == *org),
-            (Forget::AllPermissions, Answer::Allowed { .. } | Answer::Permissions { .. }) => true,
+            (Forget::AllPermissions, Answer::Allowed { .. } | Answer::Permissions { .. })
+            | (Forget::AllTokens, Answer::Token(_))
+            | (Forget::AllSessions, Answer::Session(_)) => true,
             _ => false,
         }
     }

@@ -52,6 +52,11 @@ pub enum Invalidation {
         /// The user.
         user_id: String,
     },
+    /// The token table was changed by hand (`UPDATE`, `DELETE` or `TRUNCATE` by its owner, not
+    /// through auth_pg's functions): forget every token.
+    TokensChanged,
+    /// The session table was changed by hand: forget every session.
+    SessionsChanged,
     /// A role was assigned to or unassigned from a user. `org_id` is `None` for a global
     /// assignment, which changes the user's permissions in every organization.
     UserRolesChanged {
@@ -143,6 +148,11 @@ mod tests {
             (
                 Invalidation::PermissionsRebuilt,
                 r#"{"event":"permissions_rebuilt"}"#,
+            ),
+            (Invalidation::TokensChanged, r#"{"event":"tokens_changed"}"#),
+            (
+                Invalidation::SessionsChanged,
+                r#"{"event":"sessions_changed"}"#,
             ),
             (
                 Invalidation::RoleChanged {

@@ -15,6 +15,7 @@ use pgrx::prelude::*;
 mod api_keys;
 mod audit;
 mod check;
+mod edits;
 mod error;
 mod fmgr;
 mod gucs;
@@ -42,7 +43,12 @@ extension_sql_file!(
 );
 extension_sql_file!("../../sql/schema/tokens.sql", name = "tokens_schema");
 extension_sql_file!("../../sql/schema/api_keys.sql", name = "api_keys_schema");
-extension_sql_file!("../../sql/schema/sessions.sql", name = "sessions_schema");
+// sessions.sql uses the trigger function tokens.sql creates.
+extension_sql_file!(
+    "../../sql/schema/sessions.sql",
+    name = "sessions_schema",
+    requires = ["tokens_schema"]
+);
 extension_sql_file!(
     "../../sql/schema/permissions.sql",
     name = "permissions_schema"

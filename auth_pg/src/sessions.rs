@@ -20,7 +20,8 @@ use crate::fmgr::{self, CompositeResult, function_info_v1};
 use crate::gucs::{self, SessionLimitAction};
 use crate::storage::{self, KeyLookup, Rel, Row};
 use crate::tokens::{check_metadata, generate, interval_parts, write_one};
-use crate::{hash_key, notify};
+use crate::writing::Guard;
+use crate::{edits, hash_key, notify};
 
 /// Attribute numbers of `auth_pg.sessions`, checked against the catalog by a test.
 #[cfg_attr(not(any(test, feature = "pg_test")), allow(dead_code))]
@@ -241,6 +242,7 @@ fn record_activity(
     let stale_before =
         TimestampWithTimeZone::try_from(stale_before).expect("a time before now is valid");
     let args: [DatumWithOid; 3] = [session_id.into(), now.into(), stale_before.into()];
+    let _writing = Guard::new(&edits::WRITING);
     let answer = Spi::connect_mut(|client| {
         TOUCH_PLANS.with(|plans| {
             let plans = match plans.get() {
@@ -389,6 +391,7 @@ fn make_room(user_id: &str, limit: i64, now: TimestampWithTimeZone, function: &'
     }
     let excess = in_force - limit + 1;
     let args: [DatumWithOid; 3] = [user_id.into(), now.into(), excess.into()];
+    let _writing = Guard::new(&edits::WRITING);
     let evicted: Vec<String> = Spi::connect_mut(|client| {
         client
             .update(
@@ -431,6 +434,7 @@ fn revoked(session_id: &str, user_id: &str, action: &'static str) {
 /// and users of those this call revoked.
 fn revoke_where(condition: &str, arg: DatumWithOid<'_>) -> Vec<(String, String)> {
     let args = [arg];
+    let _writing = Guard::new(&edits::WRITING);
     Spi::connect_mut(|client| {
         client
             .update(
@@ -601,6 +605,7 @@ fn cleanup_expired_sessions(max_rows: default!(Option<i32>, 10000)) -> i64 {
     // Past the absolute deadline and revoked: found through their indexes. Past the idle
     // deadline: found by a scan that stops at the first `max_rows` (see sessions.sql).
     let mut deleted = 0;
+    let _writing = Guard::new(&edits::WRITING);
     for condition in [
         "absolute_expires_at OPERATOR(pg_catalog.<) $1",
         "revoked_at OPERATOR(pg_catalog.<) $1",

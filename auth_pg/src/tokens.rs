@@ -16,7 +16,8 @@ use crate::check::{self, Checked, Status, statement_time};
 use crate::error::{AuthPgError, OrRaise};
 use crate::fmgr::function_info_v1;
 use crate::storage::{Rel, Row};
-use crate::{gucs, hash_key, notify};
+use crate::writing::Guard;
+use crate::{edits, gucs, hash_key, notify};
 
 /// Attribute numbers of `auth_pg.tokens`, checked against the catalog by a test.
 #[cfg_attr(not(any(test, feature = "pg_test")), allow(dead_code))]
@@ -220,6 +221,7 @@ fn revoke_token(token: Option<&str>) -> bool {
     }
     let hash = hash_key::hash_credential(token.as_bytes());
     let args: [DatumWithOid; 1] = [hash.as_slice().into()];
+    let _writing = Guard::new(&edits::WRITING);
     let revoked: Option<(Option<i64>, Option<String>)> = Spi::connect_mut(|client| {
         let table = client.update(
             "UPDATE auth_pg.tokens SET revoked_at = pg_catalog.statement_timestamp() \
@@ -259,6 +261,7 @@ fn revoke_user_tokens(user_id: Option<&str>) -> i64 {
     const FUNCTION: &str = "revoke_user_tokens";
     let user_id = input::check_user_id(user_id).or_raise(FUNCTION);
     let args: [DatumWithOid; 1] = [user_id.into()];
+    let _writing = Guard::new(&edits::WRITING);
     let revoked: i64 = write_one(
         "WITH revoked AS ( \
              UPDATE auth_pg.tokens SET revoked_at = pg_catalog.statement_timestamp() \

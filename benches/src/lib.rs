@@ -141,21 +141,32 @@ impl TokenBench {
     /// A client connecting as a role that may only check (`auth_pg_validator`), with a pool of
     /// `pool_size` connections, every connection opened and every statement prepared.
     pub async fn client(&self, pool_size: usize) -> AuthClient {
-        let token = self.tokens[0].clone();
-        warmed_client(
-            &self.cluster,
-            roles::VALIDATOR,
-            DATABASE,
-            pool_size,
-            50,
-            move |client| {
-                let token = token.clone();
-                async move {
-                    client.validate_token(&token).await.expect("validate");
-                    plain_sql_check(&client, &token).await.expect("plain");
-                }
-            },
-        )
+        self.cached_client(pool_size, 0).await
+    }
+
+    /// A client as a role that may issue and revoke (`auth_pg_admin`), with two connections.
+    pub async fn admin_client(&self) -> AuthClient {
+        let config = bench_config(&self.cluster, roles::ADMIN, DATABASE, 2);
+        AuthClient::new(&config).expect("client")
+    }
+
+    /// As [`client`](Self::client), with a client cache of `capacity` answers (0: none) whose
+    /// listener is listening before the warm-up.
+    pub async fn cached_client(&self, pool_size: usize, capacity: usize) -> AuthClient {
+        // A different token each time, so that a cached client prepares its statements too.
+        let warm_tokens: Arc<Vec<String>> =
+            Arc::new(self.tokens.iter().take(1000).cloned().collect());
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut config = bench_config(&self.cluster, roles::VALIDATOR, DATABASE, pool_size);
+        config.cache(capacity);
+        warmed_client_with(&config, 50, move |client| {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let token = warm_tokens[i % warm_tokens.len()].clone();
+            async move {
+                client.validate_token(&token).await.expect("validate");
+                plain_sql_check(&client, &token).await.expect("plain");
+            }
+        })
         .await
     }
 }
@@ -175,12 +186,36 @@ where
     F: Fn(AuthClient) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
+    let config = bench_config(cluster, role, db, pool_size);
+    warmed_client_with(&config, rounds, warm_up).await
+}
+
+/// The settings of a benchmark's client: `pool_size` connections as `role` on `db`, and time
+/// enough to wait for one.
+fn bench_config(cluster: &Cluster, role: &str, db: &str, pool_size: usize) -> Config {
     let mut config = Config::from_url(&cluster.url(role, db)).expect("url");
     config
         .pool_size(pool_size)
         .wait_timeout(Some(Duration::from_secs(30)));
-    let client = AuthClient::new(&config).expect("client");
-    let tasks: Vec<_> = (0..pool_size)
+    config
+}
+
+/// [`warmed_client`] with settings of the caller's; a client with a cache is warmed once its
+/// listener listens.
+async fn warmed_client_with<F, Fut>(config: &Config, rounds: usize, warm_up: F) -> AuthClient
+where
+    F: Fn(AuthClient) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let client = AuthClient::new(config).expect("client");
+    if client.cache_stats().is_some() {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !client.cache_stats().is_some_and(|stats| stats.listening) {
+            assert!(std::time::Instant::now() < deadline, "the cache listens");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let tasks: Vec<_> = (0..config.get_pool_size())
         .map(|_| {
             let (client, warm_up) = (client.clone(), warm_up.clone());
             tokio::spawn(async move {

@@ -35,6 +35,12 @@ COMMENT ON COLUMN auth_pg.sessions.session_hash IS
 COMMENT ON COLUMN auth_pg.sessions.idle_expires_at IS
     'The sliding deadline: last_activity_at + idle_timeout, never past absolute_expires_at';
 
+-- Announces a change made by hand (see tokens.sql): caches forget every session. auth_pg's
+-- own writes (touches included) do not fire it.
+CREATE TRIGGER sessions_edited
+    AFTER UPDATE OR DELETE OR TRUNCATE ON auth_pg.sessions
+    FOR EACH STATEMENT EXECUTE FUNCTION auth_pg.credentials_edited();
+
 SELECT pg_catalog.pg_extension_config_dump('auth_pg.sessions', '');
 
 -- One check's answer. Only status is set unless status is 'valid'.

@@ -23,6 +23,15 @@ COMMENT ON TABLE auth_pg.tokens IS 'Opaque bearer tokens; the token itself is ne
 COMMENT ON COLUMN auth_pg.tokens.token_hash IS
     'BLAKE3 of the token, keyed with the key in auth_pg.hash_key_file when one is set';
 
+-- Announces a change made by hand (not through auth_pg's functions, which announce each of
+-- theirs): caches forget every token.
+CREATE FUNCTION auth_pg.credentials_edited() RETURNS trigger
+    VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_credentials_edited';
+CREATE TRIGGER tokens_edited
+    AFTER UPDATE OR DELETE OR TRUNCATE ON auth_pg.tokens
+    FOR EACH STATEMENT EXECUTE FUNCTION auth_pg.credentials_edited();
+
 SELECT pg_catalog.pg_extension_config_dump('auth_pg.tokens', '');
 SELECT pg_catalog.pg_extension_config_dump('auth_pg.tokens_token_id_seq', '');
 

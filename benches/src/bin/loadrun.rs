@@ -8,6 +8,7 @@
 //! cargo run --release -p auth_pg_benches --bin loadrun -- session_cleanup
 //! cargo run --release -p auth_pg_benches --bin loadrun -- permissions [--seconds 10] [--rounds 3]
 //! cargo run --release -p auth_pg_benches --bin loadrun -- jwt [--seconds 10] [--rounds 3]
+//! cargo run --release -p auth_pg_benches --bin loadrun -- client_cache [--seconds 10] [--rounds 3]
 //! ```
 //!
 //! Prints Markdown tables for BENCHMARKS.md. `AUTH_PG_BENCH_TOKENS` sets the number of stored
@@ -376,6 +377,132 @@ async fn session_cleanup() {
     );
 }
 
+/// Tokens most requests use, in the client cache runs.
+const HOT_TOKENS: usize = 10_000;
+/// The client cache's capacity in those runs.
+const CACHE_CAPACITY: usize = 100_000;
+/// Revocations per second while the churn run measures.
+const CHURN_PER_SECOND: u64 = 200;
+
+/// `validate_token` through auth_client's cache, beside `SELECT 1` and the uncached call, in
+/// one run: requests spread over a hot set that fits in the cache (after the first round, every
+/// check a hit), and over all stored tokens (mostly misses: what the cache costs when it cannot
+/// help). Then the hot set again while another client revokes tokens outside it, which every
+/// cache hears.
+async fn client_cache(plan: &Plan) {
+    let n = token_count();
+    eprintln!("loading {n} tokens...");
+    let bench = TokenBench::setup(n).await;
+    let server_version = bench.cluster.psql("postgres", "SHOW server_version");
+    let plain = bench.client(8).await;
+    let hot_cache = bench.cached_client(8, CACHE_CAPACITY).await;
+    let spread_cache = bench.cached_client(8, CACHE_CAPACITY).await;
+    let all = Arc::new(bench.tokens.clone());
+    let hot = Arc::new(bench.tokens[..HOT_TOKENS.min(n)].to_vec());
+    let validate = |name: &str, client: &auth_client::AuthClient, tokens: &Arc<Vec<String>>| {
+        let (client, tokens) = (client.clone(), tokens.clone());
+        Workload::new(name, move |_, random| {
+            let (client, token) = (client.clone(), tokens[random % tokens.len()].clone());
+            async move {
+                let answer = client.validate_token(&token).await.expect("validate");
+                assert!(answer.is_valid());
+            }
+        })
+    };
+    let workloads = vec![
+        auth_pg_benches::select_one(&plain),
+        validate("`validate_token`, no cache", &plain, &all),
+        validate(
+            &format!("`validate_token`, cache, {} hot tokens", hot.len()),
+            &hot_cache,
+            &hot,
+        ),
+        validate(
+            &format!("`validate_token`, cache, all {n} tokens"),
+            &spread_cache,
+            &all,
+        ),
+    ];
+    println!(
+        "Client cache: {n} tokens stored; cache capacity {CACHE_CAPACITY}. {} rounds of {} s per \
+         workload, interleaved; medians of the rounds.",
+        plan.rounds, plan.seconds
+    );
+    println!(
+        "Machine: {}; PostgreSQL {server_version}; Unix socket; auth_client pool of 8.\n",
+        machine()
+    );
+    run_and_report(&workloads, plan).await;
+    println!("\n| cache | hits | misses | hit rate |\n|---|---:|---:|---:|");
+    for (label, client) in [("hot set", &hot_cache), ("all tokens", &spread_cache)] {
+        let stats = client.cache_stats().expect("a cache");
+        println!(
+            "| {label} | {} | {} | {:.3} |",
+            stats.hits,
+            stats.misses,
+            stats.hits as f64 / (stats.hits + stats.misses).max(1) as f64
+        );
+    }
+
+    // Churn: revocations of tokens outside the hot set, each heard by the cache (which scans
+    // its entries for the token's id), while 8 callers check hot tokens.
+    let admin = bench.admin_client().await;
+    let cold: Vec<String> = bench.tokens[HOT_TOKENS.min(n)..].to_vec();
+    let hot_workload = &workloads[2];
+    let quiet = hot_workload.run_while(8, 99, deadline(plan.seconds)).await;
+    let before = hot_cache.cache_stats().expect("a cache");
+    let go = deadline(plan.seconds);
+    let revoker = tokio::spawn({
+        let go = go.clone();
+        async move {
+            let mut revoked = 0_u64;
+            let mut tick = tokio::time::interval(Duration::from_secs(1) / CHURN_PER_SECOND as u32);
+            while go() && (revoked as usize) < cold.len() {
+                tick.tick().await;
+                assert!(
+                    admin
+                        .revoke_token(&cold[revoked as usize])
+                        .await
+                        .expect("revoke")
+                );
+                revoked += 1;
+            }
+            revoked
+        }
+    });
+    let churned = hot_workload.run_while(8, 100, go).await;
+    let revoked = revoker.await.expect("revoker");
+    let after = hot_cache.cache_stats().expect("a cache");
+    println!(
+        "\n| 8 callers, cache, hot set | calls/s | p50 | p99 | invalidations heard | hit rate |\n\
+         |---|---:|---:|---:|---:|---:|"
+    );
+    let hit_rate = |from: &auth_client::CacheStats, to: &auth_client::CacheStats| {
+        let hits = to.hits - from.hits;
+        hits as f64 / (hits + to.misses - from.misses).max(1) as f64
+    };
+    println!(
+        "| quiet | {:.0} | {:.1} µs | {:.1} µs | | |",
+        quiet.per_second,
+        quiet.p50.as_secs_f64() * 1e6,
+        quiet.p99.as_secs_f64() * 1e6
+    );
+    println!(
+        "| {revoked} revocations ({CHURN_PER_SECOND}/s) | {:.0} | {:.1} µs | {:.1} µs | {} | {:.3} |",
+        churned.per_second,
+        churned.p50.as_secs_f64() * 1e6,
+        churned.p99.as_secs_f64() * 1e6,
+        after.invalidations - before.invalidations,
+        hit_rate(&before, &after)
+    );
+}
+
+/// A condition that holds for `seconds` from now.
+fn deadline(seconds: u64) -> impl Fn() -> bool + Clone + Send + 'static {
+    let end = Instant::now() + Duration::from_secs(seconds);
+    move || Instant::now() < end
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let (plan, rest) = Plan::from_args();
@@ -391,9 +518,10 @@ async fn main() {
         Some("session_cleanup") => session_cleanup().await,
         Some("permissions") => permissions(&plan).await,
         Some("jwt") => jwt(&plan).await,
+        Some("client_cache") => client_cache(&plan).await,
         Some(other) => panic!(
-            "unknown suite {other}: tokens, api_keys, sessions, session_cleanup, permissions \
-             or jwt"
+            "unknown suite {other}: tokens, api_keys, sessions, session_cleanup, permissions, \
+             jwt or client_cache"
         ),
     }
 }

@@ -377,3 +377,90 @@ async fn an_answer_is_not_served_past_the_credentials_expiry() {
         Status::Expired
     );
 }
+
+#[tokio::test]
+async fn edits_by_hand_are_announced_and_auth_pgs_own_writes_are_not_twice() {
+    let db = TestDb::new("cache_hand_edits");
+    // Every touch writes.
+    db.psql(&format!(
+        "ALTER DATABASE {} SET auth_pg.session_touch_interval = 0",
+        db.name()
+    ));
+    let admin = db.client(roles::ADMIN);
+    let app = db.cached_client(roles::VALIDATOR, 1000).await;
+    let mut events = db.listen(roles::NOBODY).await;
+
+    let token = admin
+        .issue_token("user-1", HOUR, &[], None)
+        .await
+        .expect("issue");
+    let session = admin
+        .create_session("user-1", HOUR, 2 * HOUR, None)
+        .await
+        .expect("create");
+    let other = admin
+        .issue_token("user-2", HOUR, &[], None)
+        .await
+        .expect("issue");
+    let other_session = admin
+        .create_session("user-2", HOUR, 2 * HOUR, None)
+        .await
+        .expect("create");
+    // auth_pg's own writes: a touch, a cleanup, revocations. Only the revocations are
+    // announced, once each, with their ids.
+    assert!(
+        app.touch_session(session.expose_secret())
+            .await
+            .expect("touch")
+            .is_valid()
+    );
+    admin.cleanup_expired_sessions(100).await.expect("cleanup");
+    admin
+        .revoke_token(other.expose_secret())
+        .await
+        .expect("revoke");
+    assert!(matches!(
+        events.next().await,
+        auth_core::Invalidation::TokenRevoked { .. }
+    ));
+    admin
+        .revoke_session(other_session.expose_secret())
+        .await
+        .expect("revoke");
+    assert!(matches!(
+        events.next().await,
+        auth_core::Invalidation::SessionRevoked { .. }
+    ));
+
+    // By hand, as the tables' owner: announced as "forget every token" (or session).
+    assert!(
+        app.validate_token(token.expose_secret())
+            .await
+            .expect("validate")
+            .is_valid()
+    );
+    let before = stats(&app);
+    db.psql("UPDATE auth_pg.tokens SET revoked_at = pg_catalog.now() WHERE user_id = 'user-1'");
+    assert_eq!(events.next().await, auth_core::Invalidation::TokensChanged);
+    heard(&app, &before, 1).await;
+    assert_eq!(
+        app.validate_token(token.expose_secret())
+            .await
+            .expect("validate")
+            .status,
+        Status::Revoked
+    );
+    db.psql("DELETE FROM auth_pg.sessions WHERE user_id = 'user-1'");
+    assert_eq!(
+        events.next().await,
+        auth_core::Invalidation::SessionsChanged
+    );
+    assert_eq!(
+        db.psql(
+            "SELECT string_agg(action || ':' || (detail->>'operation'), ',' ORDER BY event_id) \
+             FROM auth_pg.audit_events WHERE action LIKE '%.edit'"
+        )
+        .trim(),
+        "tokens.edit:update,sessions.edit:delete"
+    );
+}
