@@ -286,6 +286,55 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         app.user_permissions("ada", Some("acme")).await?
     );
     jwt(&admin, &app, &mut notified).await?;
+    cache(&admin, &app_url).await?;
+    Ok(())
+}
+
+/// The client cache: valid answers from memory, forgotten when the server announces a
+/// revocation made by anyone.
+async fn cache(admin: &AuthClient, app_url: &str) -> Result<(), Box<dyn std::error::Error>> {
+    println!("\nThe client cache: answers from memory, told of every revocation\n");
+    let mut config = Config::from_url(app_url)?;
+    config.cache(10_000);
+    let cached = AuthClient::new(&config)?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cached.cache_stats().is_some_and(|stats| stats.listening) {
+        if Instant::now() > deadline {
+            println!("    (the cache's listener did not connect within 5 s)");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cached.ping().await?; // open the pool's connection first, as above
+    let token = admin
+        .issue_token("user-9", Duration::from_secs(3600), &[], None)
+        .await?;
+    let (first, server) = timed(cached.validate_token(token.expose_secret())).await?;
+    let (_, memory) = timed(cached.validate_token(token.expose_secret())).await?;
+    println!(
+        "25. validate_token with Config::cache(10_000) {} in {server:.1?} (server), then in \
+         {memory:.1?} (memory)",
+        first.status
+    );
+    admin.revoke_token(token.expose_secret()).await?;
+    let heard = Instant::now() + Duration::from_secs(5);
+    while cached
+        .cache_stats()
+        .is_some_and(|stats| stats.invalidations == 0)
+        && Instant::now() < heard
+    {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    println!(
+        "26. revoke_token by another client; the cache hears the NOTIFY; validate_token: {}",
+        cached.validate_token(token.expose_secret()).await?.status
+    );
+    if let Some(stats) = cached.cache_stats() {
+        println!(
+            "    cache: {} hit(s), {} invalidation(s) heard, {} entries",
+            stats.hits, stats.invalidations, stats.entries
+        );
+    }
     Ok(())
 }
 
