@@ -22,6 +22,7 @@ log "Load runs (throughput, p50, p99 beside the baselines)"
 "${loadrun[@]}" session_cleanup
 "${loadrun[@]}" permissions "$@"
 "${loadrun[@]}" jwt "$@"
+"${loadrun[@]}" client_cache "$@"
 log "Criterion benches"
 cargo bench --quiet -p auth_pg_benches --bench tokens --bench api_keys --bench sessions \
     --bench permissions --bench jwt

@@ -157,6 +157,10 @@ impl AuthClient {
         };
         let key = key(cache);
         if let Some(answer) = cache.get(&key).and_then(|entry| read(&entry.answer)) {
+            // An answer from memory is ready at once: count it against the task's cooperative
+            // budget, so that a caller looping on hits still lets other tasks (the cache's own
+            // listener among them) run.
+            tokio::task::consume_budget().await;
             return Ok(answer);
         }
         let ticket = cache.ticket();
