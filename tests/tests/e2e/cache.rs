@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use auth_client::{AuthClient, CacheStats, Status};
+use auth_client::{AuthClient, CacheStats, Credential, Status};
 use auth_pg_e2e::{TestDb, roles, wait_for};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -19,6 +19,22 @@ async fn heard(client: &AuthClient, before: &CacheStats, more: u64) -> CacheStat
 
 fn stats(client: &AuthClient) -> CacheStats {
     client.cache_stats().expect("a cached client")
+}
+
+async fn token_status(client: &AuthClient, token: &Credential) -> Status {
+    client
+        .validate_token(token.expose_secret())
+        .await
+        .expect("validate")
+        .status
+}
+
+async fn session_status(client: &AuthClient, session: &Credential) -> Status {
+    client
+        .validate_session(session.expose_secret())
+        .await
+        .expect("validate")
+        .status
 }
 
 #[tokio::test]
@@ -69,13 +85,7 @@ async fn a_revocation_made_elsewhere_is_not_served_from_memory() {
             .expect("revoke")
     );
     let after = heard(&app, &before, 1).await;
-    assert_eq!(
-        app.validate_token(token.expose_secret())
-            .await
-            .expect("validate")
-            .status,
-        Status::Revoked
-    );
+    assert_eq!(token_status(&app, &token).await, Status::Revoked);
     // The other token's entry was not touched by that revocation.
     app.validate_token(other.expose_secret())
         .await
@@ -85,13 +95,7 @@ async fn a_revocation_made_elsewhere_is_not_served_from_memory() {
     // Every token of a user, revoked in plain SQL by the superuser.
     db.psql("SELECT auth_pg.revoke_user_tokens('user-2')");
     heard(&app, &after, 1).await;
-    assert_eq!(
-        app.validate_token(other.expose_secret())
-            .await
-            .expect("validate")
-            .status,
-        Status::Revoked
-    );
+    assert_eq!(token_status(&app, &other).await, Status::Revoked);
 }
 
 #[tokio::test]
@@ -114,14 +118,7 @@ async fn a_change_made_through_the_cached_client_is_seen_at_once() {
         .revoke_token(token.expose_secret())
         .await
         .expect("revoke");
-    assert_eq!(
-        admin
-            .validate_token(token.expose_secret())
-            .await
-            .expect("validate")
-            .status,
-        Status::Revoked
-    );
+    assert_eq!(token_status(&admin, &token).await, Status::Revoked);
 
     let session = admin
         .create_session("user-1", HOUR, 2 * HOUR, None)
@@ -136,14 +133,7 @@ async fn a_change_made_through_the_cached_client_is_seen_at_once() {
         .revoke_session(session.expose_secret())
         .await
         .expect("revoke");
-    assert_eq!(
-        admin
-            .validate_session(session.expose_secret())
-            .await
-            .expect("validate")
-            .status,
-        Status::Revoked
-    );
+    assert_eq!(session_status(&admin, &session).await, Status::Revoked);
 
     admin.create_role("editor", None, None).await.expect("role");
     admin
@@ -260,13 +250,7 @@ async fn api_key_session_and_permission_answers_follow_the_server() {
             .status,
         Status::Revoked
     );
-    assert_eq!(
-        app.validate_session(session.expose_secret())
-            .await
-            .expect("validate")
-            .status,
-        Status::Revoked
-    );
+    assert_eq!(session_status(&app, &session).await, Status::Revoked);
     assert!(
         app.has_permission("ada", "documents:read", Some("acme"))
             .await
@@ -314,13 +298,7 @@ async fn nothing_is_served_while_the_listener_is_down() {
     })
     .await;
     db.psql("SELECT auth_pg.revoke_user_tokens('user-1')");
-    assert_eq!(
-        app.validate_token(token.expose_secret())
-            .await
-            .expect("validate")
-            .status,
-        Status::Revoked
-    );
+    assert_eq!(token_status(&app, &token).await, Status::Revoked);
     let deaf = stats(&app);
     assert_eq!((deaf.entries, deaf.hits), (0, 0), "{deaf:?}");
 
@@ -369,13 +347,7 @@ async fn an_answer_is_not_served_past_the_credentials_expiry() {
             .expect("after 1970")
             .as_secs_f64()
     ));
-    assert_eq!(
-        app.validate_token(token.expose_secret())
-            .await
-            .expect("validate")
-            .status,
-        Status::Expired
-    );
+    assert_eq!(token_status(&app, &token).await, Status::Expired);
 }
 
 #[tokio::test]
@@ -443,13 +415,7 @@ async fn edits_by_hand_are_announced_and_auth_pgs_own_writes_are_not_twice() {
     db.psql("UPDATE auth_pg.tokens SET revoked_at = pg_catalog.now() WHERE user_id = 'user-1'");
     assert_eq!(events.next().await, auth_core::Invalidation::TokensChanged);
     heard(&app, &before, 1).await;
-    assert_eq!(
-        app.validate_token(token.expose_secret())
-            .await
-            .expect("validate")
-            .status,
-        Status::Revoked
-    );
+    assert_eq!(token_status(&app, &token).await, Status::Revoked);
     db.psql("DELETE FROM auth_pg.sessions WHERE user_id = 'user-1'");
     assert_eq!(
         events.next().await,
