@@ -52,7 +52,18 @@ pub(crate) fn spawn(
     Ok(AbortOnDrop(runtime.spawn(run(pg, cache))))
 }
 
+/// Makes the cache deaf when the listener stops for good: aborted with the last client, or
+/// dropped with the runtime it ran on while clients live on elsewhere.
+struct DeafOnDrop(Arc<Cache>);
+
+impl Drop for DeafOnDrop {
+    fn drop(&mut self) {
+        self.0.deaf();
+    }
+}
+
 async fn run(pg: tokio_postgres::Config, cache: Arc<Cache>) {
+    let _deaf_on_exit = DeafOnDrop(Arc::clone(&cache));
     let mut backoff = MIN_BACKOFF;
     loop {
         let listened = listen(&pg, &cache).await;

@@ -430,3 +430,41 @@ async fn edits_by_hand_are_announced_and_auth_pgs_own_writes_are_not_twice() {
         "tokens.edit:update,sessions.edit:delete"
     );
 }
+
+#[tokio::test]
+async fn a_cache_whose_runtime_is_gone_serves_nothing() {
+    let db = TestDb::new("cache_runtime_gone");
+    let admin = db.client(roles::ADMIN);
+    let token = admin
+        .issue_token("user-1", HOUR, &[], None)
+        .await
+        .expect("issue");
+    // A client made, and its cache filled, on a runtime of its own, which then shuts down
+    // (taking the cache's listener with it) while the client lives on.
+    let (url, secret) = (db.url(roles::VALIDATOR), token.expose_secret().to_owned());
+    let app = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        runtime.block_on(async {
+            let mut config = auth_client::Config::from_url(&url).expect("valid settings");
+            config.cache(100);
+            let app = AuthClient::new(&config).expect("a client");
+            wait_for(&app, "the cache's listener listens", |stats| {
+                stats.listening
+            })
+            .await;
+            app.validate_token(&secret).await.expect("validate");
+            assert_eq!(app.cache_stats().expect("a cache").entries, 1);
+            app
+        })
+    })
+    .join()
+    .expect("the other runtime's thread");
+    let stats = stats(&app);
+    assert!(!stats.listening && stats.entries == 0, "{stats:?}");
+    // Revoked now, with nobody listening for this client: the answer comes from the server.
+    admin
+        .revoke_token(token.expose_secret())
+        .await
+        .expect("revoke");
+    assert_eq!(token_status(&app, &token).await, Status::Revoked);
+}
