@@ -23,8 +23,9 @@
 //! Credentials are not kept: entries are found by a keyed BLAKE3 hash of the credential, with a
 //! key drawn at random for each client, so the memory of the process holds no reusable hash.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use auth_core::{CredentialKind, Invalidation};
@@ -106,7 +107,59 @@ impl<'a> From<&'a Invalidation> for Forget<'a> {
     }
 }
 
+/// An id an invalidation can name, with the kind of answer it names it in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Id {
+    Token(i64),
+    TokenUser(String),
+    ApiKey(String),
+    Organization(String),
+    Session(String),
+    SessionUser(String),
+    PermissionUser(String),
+}
+
+impl Answer {
+    /// The ids an invalidation may name this answer by.
+    fn ids(&self) -> Vec<Id> {
+        let mut ids = Vec::with_capacity(2);
+        match self {
+            Answer::Token(token) => {
+                ids.extend(token.token_id.map(Id::Token));
+                ids.extend(token.user_id.clone().map(Id::TokenUser));
+            }
+            Answer::ApiKey(key) => {
+                ids.extend(key.key_id.clone().map(Id::ApiKey));
+                ids.extend(key.org_id.clone().map(Id::Organization));
+            }
+            Answer::Session(session) => {
+                ids.extend(session.session_id.clone().map(Id::Session));
+                ids.extend(session.user_id.clone().map(Id::SessionUser));
+            }
+            Answer::Allowed { user_id, .. } | Answer::Permissions { user_id, .. } => {
+                ids.push(Id::PermissionUser(user_id.clone()));
+            }
+        }
+        ids
+    }
+}
+
 impl Forget<'_> {
+    /// The id whose entries this removes (among others that `removes` then filters), when it
+    /// names one.
+    fn id(&self) -> Option<Id> {
+        Some(match self {
+            Forget::Token(id) => Id::Token(*id),
+            Forget::UserTokens(user) => Id::TokenUser((*user).to_owned()),
+            Forget::ApiKey(id) => Id::ApiKey((*id).to_owned()),
+            Forget::OrganizationKeys(org) => Id::Organization((*org).to_owned()),
+            Forget::Session(id) => Id::Session((*id).to_owned()),
+            Forget::UserSessions(user) => Id::SessionUser((*user).to_owned()),
+            Forget::UserPermissions(user, _) => Id::PermissionUser((*user).to_owned()),
+            _ => return None,
+        })
+    }
+
     /// Whether the entry stored under `key` with `answer` must go.
     fn removes(&self, key: &Key, answer: &Answer) -> bool {
         match (self, answer) {
@@ -235,6 +288,11 @@ pub struct CacheStats {
 /// The store. Shared by every clone of a client and by its listener.
 pub(crate) struct Cache {
     entries: quick_cache::sync::Cache<Key, Arc<Entry>>,
+    /// The keys stored under each id, so that an invalidation naming an id removes its entries
+    /// without scanning the cache. It may also list keys evicted since (removing them is a no-op);
+    /// it is rebuilt from the entries when it has grown to twice the capacity.
+    index: Mutex<Index>,
+    capacity: usize,
     hash_key: [u8; 32],
     max_age: Duration,
     gate: RwLock<Gate>,
@@ -249,6 +307,8 @@ impl Cache {
         getrandom::fill(&mut hash_key).expect("the operating system's random source works");
         Self {
             entries: quick_cache::sync::Cache::new(capacity.max(1)),
+            index: Mutex::default(),
+            capacity: capacity.max(1),
             hash_key,
             max_age,
             gate: RwLock::default(),
@@ -347,7 +407,19 @@ impl Cache {
             until: now + left,
             answer,
         };
+        let ids = entry.answer.ids();
         self.entries.insert(key, Arc::new(entry));
+        let mut index = self
+            .index
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for id in ids {
+            index.add(id, key);
+        }
+        if index.listed > 2 * self.capacity {
+            index.rebuild(&self.entries);
+        }
+        drop(index);
         self.counters.stored.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -361,13 +433,43 @@ impl Cache {
         self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
         match forget {
             Forget::Nothing => {}
-            Forget::Everything => self.entries.clear(),
+            Forget::Everything => {
+                self.entries.clear();
+                *self
+                    .index
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Index::default();
+            }
             Forget::Entry(key) => {
                 self.entries.remove(key);
             }
-            _ => self
-                .entries
-                .retain(|key, entry| !forget.removes(key, &entry.answer)),
+            _ => match forget.id() {
+                // Stores hold the gate too, so every entry the id names is listed under it.
+                Some(id) => {
+                    let mut index = self
+                        .index
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let kept: Vec<Key> = index
+                        .take(&id)
+                        .into_iter()
+                        .filter(|key| match self.entries.peek(key) {
+                            Some(entry) if forget.removes(key, &entry.answer) => {
+                                self.entries.remove(key);
+                                false
+                            }
+                            Some(_) => true,
+                            None => false,
+                        })
+                        .collect();
+                    for key in kept {
+                        index.add(id.clone(), key);
+                    }
+                }
+                None => self
+                    .entries
+                    .retain(|key, entry| !forget.removes(key, &entry.answer)),
+            },
         }
     }
 
@@ -407,6 +509,14 @@ impl Cache {
         self.entries.clear();
     }
 
+    #[cfg(test)]
+    fn listed(&self) -> usize {
+        self.index
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .listed
+    }
+
     pub(crate) fn stats(&self) -> CacheStats {
         let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         CacheStats {
@@ -429,6 +539,39 @@ impl std::fmt::Debug for Cache {
             .field("max_age", &self.max_age)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
+    }
+}
+
+/// The keys listed under each id, and how many listings there are in all.
+#[derive(Debug, Default)]
+struct Index {
+    keys: HashMap<Id, Vec<Key>>,
+    listed: usize,
+}
+
+impl Index {
+    fn add(&mut self, id: Id, key: Key) {
+        let keys = self.keys.entry(id).or_default();
+        if !keys.contains(&key) {
+            keys.push(key);
+            self.listed += 1;
+        }
+    }
+
+    fn take(&mut self, id: &Id) -> Vec<Key> {
+        let keys = self.keys.remove(id).unwrap_or_default();
+        self.listed -= keys.len();
+        keys
+    }
+
+    /// Lists exactly what `entries` holds now, dropping keys evicted since they were listed.
+    fn rebuild(&mut self, entries: &quick_cache::sync::Cache<Key, Arc<Entry>>) {
+        *self = Self::default();
+        for (key, entry) in entries.iter() {
+            for id in entry.answer.ids() {
+                self.add(id, key);
+            }
+        }
     }
 }
 
@@ -662,6 +805,39 @@ mod tests {
         expired.expires_at = Some(SystemTime::now() - Duration::from_secs(1));
         let key = store_token(&cache, "a", expired);
         assert_eq!(served_token(&cache, &key), None);
+    }
+
+    #[test]
+    fn the_index_stays_bounded_and_exact_through_evictions() {
+        let cache = Cache::new(50, Duration::from_secs(60));
+        cache.listening(Clock::default());
+        // Far more answers than the cache holds, every one for user u1: most are evicted.
+        let keys: Vec<Key> = (0..1000)
+            .map(|i| store_token(&cache, &format!("t{i}"), token(i, "u1")))
+            .collect();
+        assert!(cache.stats().entries <= 60, "{:?}", cache.stats());
+        assert!(cache.listed() <= 2 * 50 + 2, "{}", cache.listed());
+        let held: Vec<&Key> = keys
+            .iter()
+            .filter(|key| cache.entries.peek(*key).is_some())
+            .collect();
+        assert!(!held.is_empty());
+        // Revoking one held token by id removes it and only it.
+        let (one, others) = held.split_first().expect("one held");
+        let id = cache
+            .entries
+            .peek(*one)
+            .and_then(|entry| TokenValidation::from_answer(&entry.answer))
+            .and_then(|token| token.token_id)
+            .expect("an id");
+        cache.invalidate(&format!(
+            r#"{{"event":"token_revoked","token_id":{id},"user_id":"u1"}}"#
+        ));
+        assert!(cache.entries.peek(*one).is_none());
+        assert!(others.iter().all(|key| cache.entries.peek(*key).is_some()));
+        // Every token of the user, by the user's id: nothing of theirs is left.
+        cache.invalidate(r#"{"event":"user_tokens_revoked","user_id":"u1"}"#);
+        assert_eq!(cache.stats().entries, 0);
     }
 
     #[test]
