@@ -1,6 +1,7 @@
-//! Changes made by hand to the tables of tokens and sessions (an `UPDATE`, `DELETE` or
-//! `TRUNCATE` by their owner, not through auth_pg's functions): announced, so that no cache keeps
-//! serving what the edit changed, and audited.
+//! Changes made by hand to auth_pg's tables (by their owner, not through auth_pg's functions):
+//! announced, so that no cache keeps serving what the edit changed, and audited. The statement
+//! trigger of the tokens and sessions tables lives here; [`announce`] is shared with the one of
+//! `auth_pg.jwt_keys`.
 //!
 //! auth_pg's own functions announce each change precisely (`token_revoked`, ...) and raise
 //! [`WRITING`] while they write, so the statement trigger stays quiet for them; a change by hand
@@ -43,20 +44,28 @@ pub unsafe extern "C-unwind" fn auth_pg_credentials_edited(
         PgTrigger::from_fcinfo(fcinfo.as_ref().expect("fcinfo")).expect("called as a trigger")
     };
     let relation = trigger.relid().expect("a trigger has a relation");
-    let (invalidation, action) = if relation == storage::relation_oid(Rel::Sessions) {
-        (Invalidation::SessionsChanged, "sessions.edit")
+    if relation == storage::relation_oid(Rel::Sessions) {
+        announce(&trigger, &Invalidation::SessionsChanged, "sessions.edit");
     } else {
-        (Invalidation::TokensChanged, "tokens.edit")
-    };
+        announce(&trigger, &Invalidation::TokensChanged, "tokens.edit");
+    }
+    pg_sys::Datum::from(0)
+}
+
+/// Announces a change made by hand that `trigger` (a statement trigger) saw, as `invalidation`,
+/// and audits it as `action`, with the kind of statement.
+pub(crate) fn announce(trigger: &PgTrigger<'_>, invalidation: &Invalidation, action: &'static str) {
     let event = trigger.event();
-    let operation = if event.fired_by_update() {
+    let operation = if event.fired_by_insert() {
+        "insert"
+    } else if event.fired_by_update() {
         "update"
     } else if event.fired_by_delete() {
         "delete"
     } else {
         "truncate"
     };
-    notify::send(&invalidation);
+    notify::send(invalidation);
     audit::record(AuditEvent {
         action,
         user_id: None,
@@ -64,5 +73,4 @@ pub unsafe extern "C-unwind" fn auth_pg_credentials_edited(
         subject_id: None,
         detail: serde_json::json!({ "operation": operation }),
     });
-    pg_sys::Datum::from(0)
 }

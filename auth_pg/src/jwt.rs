@@ -27,7 +27,7 @@ use pgrx::{IntoDatum, JsonB, Spi};
 use crate::audit::{self, AuditEvent};
 use crate::error::{AuthPgError, OrRaise};
 use crate::fmgr::{self, CompositeResult, function_info_v1};
-use crate::{notify, writing};
+use crate::{edits, notify, writing};
 
 use keys::Verified;
 #[cfg(any(test, feature = "pg_test"))]
@@ -639,24 +639,7 @@ pub unsafe extern "C-unwind" fn auth_pg_jwt_keys_changed(
             PgTrigger::from_fcinfo(fcinfo.as_ref().expect("fcinfo")).expect("called as a trigger");
         pg_sys::CacheInvalidateRelcache(trigger.trigger_data().tg_relation);
         if WRITING.get() == 0 {
-            let event = trigger.event();
-            let operation = if event.fired_by_insert() {
-                "insert"
-            } else if event.fired_by_update() {
-                "update"
-            } else if event.fired_by_delete() {
-                "delete"
-            } else {
-                "truncate"
-            };
-            notify::send(&Invalidation::JwtKeysChanged);
-            audit::record(AuditEvent {
-                action: "jwt_keys.edit",
-                user_id: None,
-                org_id: None,
-                subject_id: None,
-                detail: serde_json::json!({ "operation": operation }),
-            });
+            edits::announce(&trigger, &Invalidation::JwtKeysChanged, "jwt_keys.edit");
         }
     }
     pg_sys::Datum::from(0)
