@@ -228,7 +228,7 @@ impl Clock {
     /// How long, from local time `now`, until the server's clock reaches `expires_at`, less the
     /// uncertainty; `None` when that is not in the future.
     fn time_left(&self, now: SystemTime, expires_at: SystemTime) -> Option<Duration> {
-        let server_now = (now + self.ahead).checked_sub(self.behind)?;
+        let server_now = now.checked_add(self.ahead)?.checked_sub(self.behind)?;
         expires_at
             .duration_since(server_now)
             .ok()?
@@ -303,7 +303,12 @@ pub(crate) struct Cache {
     counters: Counters,
 }
 
+/// The longest any answer is kept, whatever the settings say: a day.
+pub(crate) const MAX_AGE_LIMIT: Duration = Duration::from_secs(24 * 60 * 60);
+
 impl Cache {
+    /// A cache of about `capacity` answers, each kept at most `max_age` (at most
+    /// [`MAX_AGE_LIMIT`]).
     pub(crate) fn new(capacity: usize, max_age: Duration) -> Self {
         let mut hash_key = [0; 32];
         getrandom::fill(&mut hash_key).expect("the operating system's random source works");
@@ -312,7 +317,7 @@ impl Cache {
             index: Mutex::default(),
             capacity: capacity.max(1),
             hash_key,
-            max_age,
+            max_age: max_age.min(MAX_AGE_LIMIT),
             gate: RwLock::default(),
             listening: AtomicBool::new(false),
             counters: Counters::default(),
@@ -418,7 +423,7 @@ impl Cache {
         for id in ids {
             index.add(id, key);
         }
-        if index.listed > 2 * index.rebuilt_at.max(self.capacity) {
+        if index.listed > index.rebuilt_at.max(self.capacity).saturating_mul(2) {
             index.rebuild(&self.entries);
         }
         drop(index);
@@ -856,6 +861,20 @@ mod tests {
         // Every token of the user, by the user's id: nothing of theirs is left.
         cache.invalidate(r#"{"event":"user_tokens_revoked","user_id":"u1"}"#);
         assert_eq!(cache.stats().entries, 0);
+    }
+
+    #[test]
+    fn extreme_settings_neither_panic_nor_keep_answers_longer_than_a_day() {
+        let cache = Cache::new(usize::MAX, Duration::MAX);
+        cache.listening(Clock::default());
+        let key = store_token(&cache, "a", token(1, "u1"));
+        assert_eq!(served_token(&cache, &key), Some(token(1, "u1")));
+        let entry = cache.entries.peek(&key).expect("stored");
+        assert!(entry.until <= Instant::now() + MAX_AGE_LIMIT);
+        // A server clock read as far in the future as PostgreSQL allows.
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(9_000_000_000_000);
+        let clock = Clock::from_reading(SystemTime::now(), SystemTime::now(), far);
+        assert_eq!(clock.time_left(SystemTime::now(), far), None);
     }
 
     #[test]

@@ -108,7 +108,8 @@ impl Config {
     }
 
     /// The longest the cache keeps an answer, however long the credential lives
-    /// ([`DEFAULT_CACHE_MAX_AGE`](Self::DEFAULT_CACHE_MAX_AGE) unless set).
+    /// ([`DEFAULT_CACHE_MAX_AGE`](Self::DEFAULT_CACHE_MAX_AGE) unless set; longer than a day is
+    /// taken as a day).
     pub fn cache_max_age(&mut self, max_age: Duration) -> &mut Self {
         self.cache_max_age = max_age;
         self
