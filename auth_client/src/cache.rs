@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use auth_core::{CredentialKind, Invalidation};
@@ -352,11 +352,15 @@ impl Cache {
         *hasher.finalize().as_bytes()
     }
 
-    /// The entry under `key`, if it may be served now.
+    /// Whether answers may be served and stored now (the listener is listening). While it is
+    /// not, the cache holds nothing.
+    pub(crate) fn serving(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+
+    /// The entry under `key`, if it may be served now (the cache is empty unless
+    /// [`serving`](Self::serving)).
     pub(crate) fn get(&self, key: &Key) -> Option<Arc<Entry>> {
-        if !self.listening.load(Ordering::Acquire) {
-            return None;
-        }
         match self.entries.get(key) {
             Some(entry) if entry.until > Instant::now() => {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
@@ -375,10 +379,7 @@ impl Cache {
     /// A ticket for a call about to go to the server; `None` while the listener is not
     /// listening (its answer could miss an invalidation, so it will not be stored).
     pub(crate) fn ticket(&self) -> Option<Ticket> {
-        let gate = self
-            .gate
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let gate = self.gate_read();
         gate.listening.then_some(Ticket { epoch: gate.epoch })
     }
 
@@ -391,10 +392,7 @@ impl Cache {
         answer: Answer,
         expires_at: Option<SystemTime>,
     ) {
-        let gate = self
-            .gate
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let gate = self.gate_read();
         if !gate.listening || gate.epoch != ticket.epoch {
             self.counters.raced.fetch_add(1, Ordering::Relaxed);
             return;
@@ -416,10 +414,7 @@ impl Cache {
         };
         let ids = entry.answer.ids();
         self.entries.insert(key, Arc::new(entry));
-        let mut index = self
-            .index
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut index = self.index();
         for id in ids {
             index.add(id, key);
         }
@@ -432,31 +427,19 @@ impl Cache {
 
     /// Removes what `forget` names; a call in flight will not store its answer.
     pub(crate) fn forget(&self, forget: &Forget<'_>) {
-        let mut gate = self
-            .gate
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut gate = self.gate_write();
         gate.epoch += 1;
         self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
         match forget {
             Forget::Nothing => {}
-            Forget::Everything => {
-                self.entries.clear();
-                *self
-                    .index
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Index::default();
-            }
+            Forget::Everything => self.clear(),
             Forget::Entry(key) => {
                 self.entries.remove(key);
             }
             _ => match forget.id() {
                 // Stores hold the gate too, so every entry the id names is listed under it.
                 Some(id) => {
-                    let mut index = self
-                        .index
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let mut index = self.index();
                     let kept: Vec<Key> = index
                         .take(&id)
                         .into_iter()
@@ -491,14 +474,11 @@ impl Cache {
 
     /// The listener is listening: start serving, with the server's clock as estimated.
     pub(crate) fn listening(&self, clock: Clock) {
-        let mut gate = self
-            .gate
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut gate = self.gate_write();
         gate.epoch += 1;
         gate.clock = clock;
         gate.listening = true;
-        self.entries.clear();
+        self.clear();
         self.listening.store(true, Ordering::Release);
         self.counters.connects.fetch_add(1, Ordering::Relaxed);
     }
@@ -506,23 +486,36 @@ impl Cache {
     /// The listener lost its connection: notifications may be missed from now on, so serve
     /// nothing and keep nothing until it listens again.
     pub(crate) fn deaf(&self) {
-        let mut gate = self
-            .gate
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut gate = self.gate_write();
         self.listening.store(false, Ordering::Release);
         gate.listening = false;
         gate.epoch += 1;
+        self.clear();
+    }
+
+    /// Drops every entry and listing (the caller holds the gate for writing).
+    fn clear(&self) {
         self.entries.clear();
+        *self.index() = Index::default();
+    }
+
+    // Poisoning is ignored: no code holding these locks leaves their data half-changed.
+    fn gate_read(&self) -> RwLockReadGuard<'_, Gate> {
+        self.gate.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn gate_write(&self) -> RwLockWriteGuard<'_, Gate> {
+        self.gate.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Listings in the index, and rebuilds so far.
     #[cfg(test)]
     fn listed(&self) -> (usize, usize) {
-        let index = self
-            .index
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let index = self.index();
         (index.listed, index.rebuilds)
     }
 

@@ -152,7 +152,7 @@ impl AuthClient {
         read: impl FnOnce(&Answer) -> Option<T>,
         keep: impl FnOnce(&T) -> Option<(Answer, Option<SystemTime>)>,
     ) -> Result<T, Error> {
-        let Some(cache) = self.cache.as_deref() else {
+        let Some(cache) = self.cache.as_deref().filter(|cache| cache.serving()) else {
             return fetch.await;
         };
         let key = key(cache);

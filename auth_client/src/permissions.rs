@@ -142,7 +142,8 @@ impl AuthClient {
         parent: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        self.role_change(ADD_ROLE_PARENT, role, parent, org).await
+        self.change(ADD_ROLE_PARENT, role, parent, org, Forget::AllPermissions)
+            .await
     }
 
     /// Stops `role` inheriting from `parent`; false when it did not.
@@ -152,8 +153,14 @@ impl AuthClient {
         parent: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        self.role_change(REMOVE_ROLE_PARENT, role, parent, org)
-            .await
+        self.change(
+            REMOVE_ROLE_PARENT,
+            role,
+            parent,
+            org,
+            Forget::AllPermissions,
+        )
+        .await
     }
 
     /// Grants `permission` to the role `role` of `org`; false when it already had it.
@@ -163,8 +170,14 @@ impl AuthClient {
         permission: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        self.role_change(GRANT_PERMISSION, role, permission, org)
-            .await
+        self.change(
+            GRANT_PERMISSION,
+            role,
+            permission,
+            org,
+            Forget::AllPermissions,
+        )
+        .await
     }
 
     /// Revokes a permission granted to the role directly; false when it did not have it.
@@ -174,8 +187,14 @@ impl AuthClient {
         permission: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        self.role_change(REVOKE_PERMISSION, role, permission, org)
-            .await
+        self.change(
+            REVOKE_PERMISSION,
+            role,
+            permission,
+            org,
+            Forget::AllPermissions,
+        )
+        .await
     }
 
     /// Gives `role` to `user_id` in `org`, or everywhere with `None` (a global role only);
@@ -186,8 +205,14 @@ impl AuthClient {
         role: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        self.assignment_change(ASSIGN_ROLE, user_id, role, org)
-            .await
+        self.change(
+            ASSIGN_ROLE,
+            user_id,
+            role,
+            org,
+            Forget::UserPermissions(user_id, org),
+        )
+        .await
     }
 
     /// Takes `role` from `user_id` in `org`; false when the user did not hold it there.
@@ -197,37 +222,31 @@ impl AuthClient {
         role: &str,
         org: Option<&str>,
     ) -> Result<bool, Error> {
-        self.assignment_change(UNASSIGN_ROLE, user_id, role, org)
-            .await
+        self.change(
+            UNASSIGN_ROLE,
+            user_id,
+            role,
+            org,
+            Forget::UserPermissions(user_id, org),
+        )
+        .await
     }
 
-    /// Runs a change to a role (its parents or permissions), then forgets every permission
-    /// answer in this client's cache: who inherits the role is not known here.
-    async fn role_change(
+    /// Runs an administrative change taking two names and an organization, then forgets in
+    /// this client's cache the permission answers it may change (`forget`: every user's for a
+    /// change to a role, whose heirs are not known here; the user's for an assignment).
+    async fn change(
         &self,
         statement: &str,
-        role: &str,
-        other: &str,
+        first: &str,
+        second: &str,
         org: Option<&str>,
-    ) -> Result<bool, Error> {
-        let changed = self.two_names_and_org(statement, role, other, org).await?;
-        self.forget(&Forget::AllPermissions);
-        Ok(changed)
-    }
-
-    /// Runs a change to a user's roles, then forgets that user's permission answers in this
-    /// client's cache (in `org`, or in every organization for a global role).
-    async fn assignment_change(
-        &self,
-        statement: &str,
-        user_id: &str,
-        role: &str,
-        org: Option<&str>,
+        forget: Forget<'_>,
     ) -> Result<bool, Error> {
         let changed = self
-            .two_names_and_org(statement, user_id, role, org)
+            .two_names_and_org(statement, first, second, org)
             .await?;
-        self.forget(&Forget::UserPermissions(user_id, org));
+        self.forget(&forget);
         Ok(changed)
     }
 
