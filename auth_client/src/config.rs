@@ -72,11 +72,6 @@ impl Config {
         self
     }
 
-    /// The most connections the pool opens.
-    pub fn get_pool_size(&self) -> usize {
-        self.pool_size
-    }
-
     /// How long opening a connection may take.
     pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.pg.connect_timeout(timeout);

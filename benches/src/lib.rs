@@ -159,7 +159,7 @@ impl TokenBench {
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut config = bench_config(&self.cluster, roles::VALIDATOR, DATABASE, pool_size);
         config.cache(capacity);
-        warmed_client_with(&config, 50, move |client| {
+        warmed_client_with(&config, pool_size, 50, move |client| {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let token = warm_tokens[i % warm_tokens.len()].clone();
             async move {
@@ -187,7 +187,7 @@ where
     Fut: Future<Output = ()> + Send,
 {
     let config = bench_config(cluster, role, db, pool_size);
-    warmed_client_with(&config, rounds, warm_up).await
+    warmed_client_with(&config, pool_size, rounds, warm_up).await
 }
 
 /// The settings of a benchmark's client: `pool_size` connections as `role` on `db`, and time
@@ -200,22 +200,23 @@ fn bench_config(cluster: &Cluster, role: &str, db: &str, pool_size: usize) -> Co
     config
 }
 
-/// [`warmed_client`] with settings of the caller's; a client with a cache is warmed once its
-/// listener listens.
-async fn warmed_client_with<F, Fut>(config: &Config, rounds: usize, warm_up: F) -> AuthClient
+/// [`warmed_client`] with settings of the caller's (a pool of `pool_size`); a client with a
+/// cache is warmed once its listener listens.
+async fn warmed_client_with<F, Fut>(
+    config: &Config,
+    pool_size: usize,
+    rounds: usize,
+    warm_up: F,
+) -> AuthClient
 where
     F: Fn(AuthClient) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
     let client = AuthClient::new(config).expect("client");
     if client.cache_stats().is_some() {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !client.cache_stats().is_some_and(|stats| stats.listening) {
-            assert!(std::time::Instant::now() < deadline, "the cache listens");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        auth_pg_e2e::wait_for(&client, "the cache listens", |stats| stats.listening).await;
     }
-    let tasks: Vec<_> = (0..config.get_pool_size())
+    let tasks: Vec<_> = (0..pool_size)
         .map(|_| {
             let (client, warm_up) = (client.clone(), warm_up.clone());
             tokio::spawn(async move {

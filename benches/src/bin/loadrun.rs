@@ -349,14 +349,7 @@ async fn session_cleanup() {
     bench.cluster.psql(db, "VACUUM auth_pg.sessions");
     let vacuumed_size = size(&bench);
 
-    let row = |label: &str, s: &Summary| {
-        println!(
-            "| {label} | {:.0} | {:.0} µs | {:.0} µs |",
-            s.per_second,
-            s.p50.as_secs_f64() * 1e6,
-            s.p99.as_secs_f64() * 1e6
-        )
-    };
+    let row = |label: &str, s: &Summary| println!("| {label} | {} |", rate_and_latencies(s));
     println!(
         "Session cleanup: {n} sessions in force and {n} expired (idle deadline two days ago), \
          interleaved on the table's pages. Machine: {}.\n",
@@ -444,8 +437,8 @@ async fn client_cache(plan: &Plan) {
         );
     }
 
-    // Churn: revocations of tokens outside the hot set, each heard by the cache (which scans
-    // its entries for the token's id), while 8 callers check hot tokens.
+    // Churn: revocations of tokens outside the hot set, each heard by the cache (which finds
+    // the token's entries by its id), while 8 callers check hot tokens.
     let admin = bench.admin_client().await;
     let cold: Vec<String> = bench.tokens[HOT_TOKENS.min(n)..].to_vec();
     let hot_workload = &workloads[2];
@@ -481,20 +474,23 @@ async fn client_cache(plan: &Plan) {
         let hits = to.hits - from.hits;
         hits as f64 / (hits + to.misses - from.misses).max(1) as f64
     };
+    println!("| quiet | {} | | |", rate_and_latencies(&quiet));
     println!(
-        "| quiet | {:.0} | {:.1} µs | {:.1} µs | | |",
-        quiet.per_second,
-        quiet.p50.as_secs_f64() * 1e6,
-        quiet.p99.as_secs_f64() * 1e6
-    );
-    println!(
-        "| {revoked} revocations ({CHURN_PER_SECOND}/s) | {:.0} | {:.1} µs | {:.1} µs | {} | {:.3} |",
-        churned.per_second,
-        churned.p50.as_secs_f64() * 1e6,
-        churned.p99.as_secs_f64() * 1e6,
+        "| {revoked} revocations ({CHURN_PER_SECOND}/s) | {} | {} | {:.3} |",
+        rate_and_latencies(&churned),
         after.invalidations - before.invalidations,
         hit_rate(&before, &after)
     );
+}
+
+/// Calls per second, p50 and p99 of a run, as Markdown table cells.
+fn rate_and_latencies(summary: &Summary) -> String {
+    format!(
+        "{:.0} | {:.1} µs | {:.1} µs",
+        summary.per_second,
+        summary.p50.as_secs_f64() * 1e6,
+        summary.p99.as_secs_f64() * 1e6
+    )
 }
 
 /// A condition that holds for `seconds` from now.
