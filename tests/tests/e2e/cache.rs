@@ -21,6 +21,22 @@ fn stats(client: &AuthClient) -> CacheStats {
     client.cache_stats().expect("a cached client")
 }
 
+/// A token for `user`, valid for an hour, issued by `admin`.
+async fn issue(admin: &AuthClient, user: &str) -> Credential {
+    admin
+        .issue_token(user, HOUR, &[], None)
+        .await
+        .expect("issue")
+}
+
+/// A session for `user` (idle timeout an hour, absolute two), opened by `admin`.
+async fn open_session(admin: &AuthClient, user: &str) -> Credential {
+    admin
+        .create_session(user, HOUR, 2 * HOUR, None)
+        .await
+        .expect("create")
+}
+
 async fn token_status(client: &AuthClient, token: &Credential) -> Status {
     client
         .validate_token(token.expose_secret())
@@ -48,10 +64,7 @@ async fn a_revocation_made_elsewhere_is_not_served_from_memory() {
         .issue_token("user-1", HOUR, &["read"], None)
         .await
         .expect("issue");
-    let other = admin
-        .issue_token("user-2", HOUR, &[], None)
-        .await
-        .expect("issue");
+    let other = issue(&admin, "user-2").await;
     let first = app
         .validate_token(token.expose_secret())
         .await
@@ -102,10 +115,7 @@ async fn a_revocation_made_elsewhere_is_not_served_from_memory() {
 async fn a_change_made_through_the_cached_client_is_seen_at_once() {
     let db = TestDb::new("cache_own_changes");
     let admin = db.cached_client(roles::ADMIN, 1000).await;
-    let token = admin
-        .issue_token("user-1", HOUR, &[], None)
-        .await
-        .expect("issue");
+    let token = issue(&admin, "user-1").await;
     for _ in 0..2 {
         let answer = admin
             .validate_token(token.expose_secret())
@@ -120,10 +130,7 @@ async fn a_change_made_through_the_cached_client_is_seen_at_once() {
         .expect("revoke");
     assert_eq!(token_status(&admin, &token).await, Status::Revoked);
 
-    let session = admin
-        .create_session("user-1", HOUR, 2 * HOUR, None)
-        .await
-        .expect("create");
+    let session = open_session(&admin, "user-1").await;
     let valid = admin
         .validate_session(session.expose_secret())
         .await
@@ -171,10 +178,7 @@ async fn api_key_session_and_permission_answers_follow_the_server() {
         .create_api_key("acme", "ci", &[], None, None)
         .await
         .expect("key");
-    let session = admin
-        .create_session("ada", HOUR, 2 * HOUR, None)
-        .await
-        .expect("session");
+    let session = open_session(&admin, "ada").await;
     admin.create_role("viewer", None, None).await.expect("role");
     admin
         .grant_permission("viewer", "documents:read", None)
@@ -269,10 +273,7 @@ async fn nothing_is_served_while_the_listener_is_down() {
     let db = TestDb::new("cache_listener_lost");
     let admin = db.client(roles::ADMIN);
     let app = db.cached_client(roles::VALIDATOR, 1000).await;
-    let token = admin
-        .issue_token("user-1", HOUR, &[], None)
-        .await
-        .expect("issue");
+    let token = issue(&admin, "user-1").await;
     app.validate_token(token.expose_secret())
         .await
         .expect("validate");
@@ -311,10 +312,7 @@ async fn nothing_is_served_while_the_listener_is_down() {
         stats.connects == 2 && stats.listening
     })
     .await;
-    let fresh = admin
-        .issue_token("user-1", HOUR, &[], None)
-        .await
-        .expect("issue");
+    let fresh = issue(&admin, "user-1").await;
     for _ in 0..2 {
         app.validate_token(fresh.expose_secret())
             .await
@@ -362,22 +360,10 @@ async fn edits_by_hand_are_announced_and_auth_pgs_own_writes_are_not_twice() {
     let app = db.cached_client(roles::VALIDATOR, 1000).await;
     let mut events = db.listen(roles::NOBODY).await;
 
-    let token = admin
-        .issue_token("user-1", HOUR, &[], None)
-        .await
-        .expect("issue");
-    let session = admin
-        .create_session("user-1", HOUR, 2 * HOUR, None)
-        .await
-        .expect("create");
-    let other = admin
-        .issue_token("user-2", HOUR, &[], None)
-        .await
-        .expect("issue");
-    let other_session = admin
-        .create_session("user-2", HOUR, 2 * HOUR, None)
-        .await
-        .expect("create");
+    let token = issue(&admin, "user-1").await;
+    let session = open_session(&admin, "user-1").await;
+    let other = issue(&admin, "user-2").await;
+    let other_session = open_session(&admin, "user-2").await;
     // auth_pg's own writes: a touch, a cleanup, revocations. Only the revocations are
     // announced, once each, with their ids.
     assert!(
@@ -435,10 +421,7 @@ async fn edits_by_hand_are_announced_and_auth_pgs_own_writes_are_not_twice() {
 async fn a_cache_whose_runtime_is_gone_serves_nothing() {
     let db = TestDb::new("cache_runtime_gone");
     let admin = db.client(roles::ADMIN);
-    let token = admin
-        .issue_token("user-1", HOUR, &[], None)
-        .await
-        .expect("issue");
+    let token = issue(&admin, "user-1").await;
     // A client made, and its cache filled, on a runtime of its own, which then shuts down
     // (taking the cache's listener with it) while the client lives on.
     let (url, secret) = (db.url(roles::VALIDATOR), token.expose_secret().to_owned());
