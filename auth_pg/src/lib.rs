@@ -5,10 +5,11 @@
 //! `permissions`, `jwt`) or one piece of plumbing (`gucs`, `error`, `fmgr`, `check`, `hash_key`,
 //! `storage`, `usage`, `worker`, `notify`, `audit`).
 //!
-//! Functions that read or write the extension's tables are `SECURITY DEFINER` with
+//! Functions that read or write the extension's tables through SQL are `SECURITY DEFINER` with
 //! `search_path` pinned to `pg_catalog, pg_temp`; every name they use in SQL is
-//! schema-qualified, operators included, and the hot paths read their index directly, so
-//! nothing a caller puts on its `search_path` or in `pg_temp` can change what they do.
+//! schema-qualified, operators included. The read-only checks read their index directly, by
+//! OID, which checks no table privilege: they run as their caller, gated by `EXECUTE` alone.
+//! Nothing a caller puts on its `search_path` or in `pg_temp` can change what either does.
 
 use pgrx::prelude::*;
 

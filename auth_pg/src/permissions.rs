@@ -133,7 +133,7 @@ pub unsafe extern "C-unwind" fn auth_pg_has_permission(
 /// Whether the user holds all (`require_all`, the default) or any of `permissions` in the
 /// organization. An empty list is held entirely and has nothing in it to hold, so it answers
 /// `require_all`.
-#[pg_extern(stable, parallel_safe, security_definer, requires = ["permissions_schema"])]
+#[pg_extern(stable, parallel_safe, requires = ["permissions_schema"])]
 fn has_permissions(
     user_id: Option<&str>,
     permissions: Option<Array<'_, &str>>,

@@ -66,13 +66,13 @@ COMMENT ON TYPE auth_pg.api_key_validation IS
 
 -- See tokens.sql for why the checks are C functions without a SET clause.
 CREATE FUNCTION auth_pg.validate_api_key(key text) RETURNS auth_pg.api_key_validation
-    STABLE PARALLEL SAFE SECURITY DEFINER
+    STABLE PARALLEL SAFE
     LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_validate_api_key';
 COMMENT ON FUNCTION auth_pg.validate_api_key(text) IS
     'Checks an API key: valid, expired, revoked, unknown or malformed. Reads only; one index probe.';
 
 CREATE FUNCTION auth_pg.validate_api_keys(keys text[]) RETURNS SETOF auth_pg.api_key_validation
-    STABLE PARALLEL SAFE SECURITY DEFINER ROWS 10
+    STABLE PARALLEL SAFE ROWS 10
     LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_validate_api_keys';
 COMMENT ON FUNCTION auth_pg.validate_api_keys(text[]) IS
     'Checks many API keys: one row per element, in order (use WITH ORDINALITY to number them).';

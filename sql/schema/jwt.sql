@@ -50,7 +50,7 @@ COMMENT ON TYPE auth_pg.jwt_verification IS
 -- the key table are PARALLEL UNSAFE: a key is read with the newest snapshot, which PostgreSQL
 -- does not take in parallel mode.
 CREATE FUNCTION auth_pg.jwt_verify(token text) RETURNS auth_pg.jwt_verification
-    STABLE PARALLEL UNSAFE SECURITY DEFINER
+    STABLE PARALLEL UNSAFE
     LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_jwt_verify';
 COMMENT ON FUNCTION auth_pg.jwt_verify(text) IS
     'Verifies a JWT with the key its header''s kid names in auth_pg.jwt_keys. Reads only.';
@@ -68,7 +68,7 @@ COMMENT ON FUNCTION auth_pg.jwt_verify(text, text, text, text, text) IS
 -- uid() read only that memory: no setting can impersonate anyone. PARALLEL RESTRICTED, as the
 -- memory is the leader's: a policy that calls them is evaluated in the leader.
 CREATE FUNCTION auth_pg.authenticate(token text) RETURNS text
-    VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    VOLATILE PARALLEL UNSAFE
     LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_authenticate';
 COMMENT ON FUNCTION auth_pg.authenticate(text) IS
     'Verifies a JWT as jwt_verify(token) does and returns the status; when valid, its claims are the transaction''s (auth_pg.claims(), auth_pg.uid(), request.jwt.claims), otherwise the transaction has none.';

@@ -101,21 +101,21 @@ SELECT pg_catalog.pg_extension_config_dump('auth_pg.user_grants', '');
 -- user_grants by OID, no names resolved at run time.
 CREATE FUNCTION auth_pg.has_permission(user_id text, permission text, org_id text DEFAULT NULL)
     RETURNS boolean
-    STABLE PARALLEL SAFE SECURITY DEFINER
+    STABLE PARALLEL SAFE
     LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_has_permission';
 COMMENT ON FUNCTION auth_pg.has_permission(text, text, text) IS
     'Whether the user holds the permission in the organization (NULL: global roles only), directly, by inheritance or by a wildcard. Reads only; one index probe.';
 
 CREATE FUNCTION auth_pg.user_permissions(user_id text, org_id text DEFAULT NULL)
     RETURNS text[]
-    STABLE PARALLEL SAFE SECURITY DEFINER
+    STABLE PARALLEL SAFE
     LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_user_permissions';
 COMMENT ON FUNCTION auth_pg.user_permissions(text, text) IS
     'The user''s effective permissions in the organization (NULL: global roles only), inherited and global ones included: sorted by bytes, distinct, wildcards as granted. One index probe.';
 
 CREATE FUNCTION auth_pg.user_roles(user_id text, org_id text DEFAULT NULL)
     RETURNS text[]
-    STABLE PARALLEL SAFE SECURITY DEFINER
+    STABLE PARALLEL SAFE
     LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_user_roles';
 COMMENT ON FUNCTION auth_pg.user_roles(text, text) IS
     'The user''s effective roles in the organization (NULL: global roles only): held there or everywhere, and their ancestors; sorted by bytes. One index probe.';

@@ -57,7 +57,7 @@ COMMENT ON TYPE auth_pg.session_validation IS
 
 -- Version-1 C functions, as the token checks (see tokens.sql).
 CREATE FUNCTION auth_pg.validate_session(token text) RETURNS auth_pg.session_validation
-    STABLE PARALLEL SAFE SECURITY DEFINER
+    STABLE PARALLEL SAFE
     LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_validate_session';
 COMMENT ON FUNCTION auth_pg.validate_session(text) IS
     'Checks a session token: valid, idle_expired, absolute_expired, revoked, unknown or malformed. Reads only.';

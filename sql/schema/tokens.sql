@@ -48,17 +48,18 @@ COMMENT ON TYPE auth_pg.token_validation IS
     'status is one of valid, expired, revoked, unknown, malformed; the other fields are NULL unless valid';
 
 -- The checks are version-1 C functions written for the hot path (see auth_pg/src/fmgr.rs).
--- They read the tokens table through its unique index by OID and resolve no names at run
--- time, so no caller's search_path or temporary objects can reach them; they are SECURITY
--- DEFINER without a SET clause, which would cost a GUC save and restore on every call.
+-- They read the tokens table through its hash index by OID and resolve no names at run time,
+-- so no caller's search_path or temporary objects can reach them. Reading a relation by OID
+-- checks no table privilege, so they run as their caller (SECURITY INVOKER): EXECUTE is the
+-- only gate, and SECURITY DEFINER would add nothing but a user switch on every call.
 CREATE FUNCTION auth_pg.validate_token(token text) RETURNS auth_pg.token_validation
-    STABLE PARALLEL SAFE SECURITY DEFINER
+    STABLE PARALLEL SAFE
     LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_validate_token';
 COMMENT ON FUNCTION auth_pg.validate_token(text) IS
     'Checks a token: valid, expired, revoked, unknown or malformed. Reads only; one index probe.';
 
 CREATE FUNCTION auth_pg.validate_tokens(tokens text[]) RETURNS SETOF auth_pg.token_validation
-    STABLE PARALLEL SAFE SECURITY DEFINER ROWS 10
+    STABLE PARALLEL SAFE ROWS 10
     LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_validate_tokens';
 COMMENT ON FUNCTION auth_pg.validate_tokens(text[]) IS
     'Checks many tokens: one row per element, in order (use WITH ORDINALITY to number them).';

@@ -6,6 +6,9 @@
 //! callgrind_driver "<connection string>" "<query with at most one text parameter $1>" [argument] N
 //! ```
 //!
+//! An argument `@path` takes the arguments from the lines of a file, one per execution in turn,
+//! so that each execution can check a different credential.
+//!
 //! Used with a server started under `valgrind --tool=callgrind --trace-children=yes`; the
 //! difference between two runs of different N is the cost of one execution (see BENCHMARKS.md).
 
@@ -31,11 +34,22 @@ async fn main() -> Result<(), tokio_postgres::Error> {
         .await?
         .get(0);
     let statement = client.prepare(query).await?;
-    let params: Vec<&(dyn ToSql + Sync)> = match &argument {
-        Some(argument) => vec![argument],
+    let arguments: Vec<String> = match argument {
+        Some(argument) => match argument.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path)
+                .expect("a readable file of arguments")
+                .lines()
+                .map(str::to_owned)
+                .collect(),
+            None => vec![argument.clone()],
+        },
         None => vec![],
     };
-    for _ in 0..n {
+    for i in 0..n {
+        let params: Vec<&(dyn ToSql + Sync)> = match arguments.get(i % arguments.len().max(1)) {
+            Some(argument) => vec![argument],
+            None => vec![],
+        };
         client.query(&statement, &params).await?;
     }
     println!("{pid}");
