@@ -1,14 +1,20 @@
-//! Checks on a hot standby: every check (permissions included) answers there from replicated data, writes nothing,
-//! and sees a revocation once it is replayed; a touch, which must write, says why it cannot.
+//! Checks on a hot standby: every check (permissions and JWTs included) answers there from
+//! replicated data, writes nothing, and sees a revocation or a retired key once it is replayed;
+//! a touch, which must write, says why it cannot.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth_client::reexports::tokio_postgres::error::SqlState;
-use auth_client::{AuthClient, Config, Status};
+use auth_client::{AuthClient, Config, JwtKeyRules, JwtStatus, Status};
 use auth_pg_e2e::{Cluster, ClusterOptions, roles};
+use serde_json::json;
 
+/// A client of one connection, so that every check runs in the same backend (and a replayed
+/// key change must reach that backend's cache of decoding keys).
 fn client(cluster: &Cluster, role: &str) -> AuthClient {
-    AuthClient::new(&Config::from_url(&cluster.url(role, "app")).expect("url")).expect("client")
+    let mut config = Config::from_url(&cluster.url(role, "app")).expect("url");
+    config.pool_size(1);
+    AuthClient::new(&config).expect("client")
 }
 
 #[tokio::test]
@@ -46,6 +52,23 @@ async fn checks_answer_on_a_hot_standby() {
         .assign_role("user-1", "reader", Some("acme"))
         .await
         .expect("assign");
+    admin
+        .add_jwt_key(
+            "k1",
+            "HS256",
+            "a standby test secret of at least 32 bytes",
+            &JwtKeyRules::default(),
+        )
+        .await
+        .expect("add key");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let jwt = admin
+        .jwt_sign(&json!({"sub": "user-1", "exp": now + 3600}), "k1")
+        .await
+        .expect("sign");
 
     let standby = Cluster::standby_of(&primary);
     standby.catch_up_with(&primary);
@@ -72,12 +95,26 @@ async fn checks_answer_on_a_hot_standby() {
                 .await
                 .expect("validate_session")
                 .status,
+            replica
+                .jwt_verify(jwt.expose_secret())
+                .await
+                .expect("jwt_verify")
+                .status,
         )
     };
-    assert_eq!(
-        check().await,
-        (true, Status::Valid, Status::Valid, Status::Valid)
-    );
+    // Twice: the second answers come from the backend's caches (keys, verified tokens).
+    for _ in 0..2 {
+        assert_eq!(
+            check().await,
+            (
+                true,
+                Status::Valid,
+                Status::Valid,
+                Status::Valid,
+                JwtStatus::Valid
+            )
+        );
+    }
     let err = replica
         .touch_session(session.expose_secret())
         .await
@@ -101,9 +138,16 @@ async fn checks_answer_on_a_hot_standby() {
         .unassign_role("user-1", "reader", Some("acme"))
         .await
         .expect("unassign");
+    assert!(admin.retire_jwt_key("k1").await.expect("retire"));
     standby.catch_up_with(&primary);
     assert_eq!(
         check().await,
-        (false, Status::Revoked, Status::Revoked, Status::Revoked)
+        (
+            false,
+            Status::Revoked,
+            Status::Revoked,
+            Status::Revoked,
+            JwtStatus::UnknownKey
+        )
     );
 }
