@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use aws_lc_rs::hmac;
+use aws_lc_rs::signature::{self as lc, ParsedPublicKey, RsaPublicKeyComponents};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
@@ -16,8 +18,9 @@ pub const MAX_KEY_TEXT_BYTES: usize = 16 * 1024;
 /// The smallest RSA modulus accepted, in bits (RFC 7518 section 3.3: "a key of size 2048 bits
 /// or larger MUST be used").
 pub const MIN_RSA_BITS: usize = 2048;
-/// The largest RSA modulus accepted, in bits: the RustCrypto backend refuses larger ones, so a
-/// larger key would fail every verification instead of failing here.
+/// The largest RSA modulus accepted, in bits: the largest size in common use. A verification's
+/// cost grows with the modulus, and a key table should not let one key make every check of its
+/// tokens several times slower.
 pub const MAX_RSA_BITS: usize = 4096;
 
 /// What a key text was.
@@ -144,10 +147,24 @@ pub enum KeyError {
 #[derive(Clone)]
 pub struct VerifyingKey {
     algorithm: Algorithm,
+    /// The key as jsonwebtoken reads and writes it (public JWK export).
     key: DecodingKey,
-    /// An Ed25519 key's point, decompressed once: jsonwebtoken decompresses it again on every
-    /// verification, which is a third of the cost of one.
-    ed25519: Option<ed25519_dalek::VerifyingKey>,
+    /// The key made ready to verify, once.
+    prepared: Prepared,
+}
+
+/// A verifying key in the form that checks a signature with no work left to do on the key.
+/// jsonwebtoken's `crypto::verify` redoes that work on every call: it derives an HMAC key's
+/// padded blocks, parses an RSA or EC key into aws-lc's structures, and decompresses an Ed25519
+/// point (a third of an Ed25519 verification).
+#[derive(Clone)]
+enum Prepared {
+    /// HS256, HS384, HS512 (boxed: the key holds aws-lc's whole HMAC context, 1.2 KiB).
+    Hmac(Box<hmac::Key>),
+    /// RS*, PS*, ES256, ES384: parsed (and checked) by aws-lc, the backend jsonwebtoken uses.
+    Public(ParsedPublicKey),
+    /// EdDSA: the point, decompressed.
+    Ed25519(ed25519_dalek::VerifyingKey),
 }
 
 /// A key that signs tokens with one algorithm: a shared secret or a private key.
@@ -240,22 +257,21 @@ impl VerifyingKey {
         serde_json::to_value(&jwk).ok()
     }
 
-    /// Whether `signature` (base64url) is `message`'s signature by this key.
+    /// Whether `signature` (base64url) is `message`'s signature by this key. HMAC tags are
+    /// compared in constant time.
     pub(super) fn verifies(&self, signature: &str, message: &[u8]) -> bool {
-        if let Some(point) = &self.ed25519 {
-            use ed25519_dalek::Verifier as _;
-            let Ok(bytes) = URL_SAFE_NO_PAD.decode(signature) else {
-                return false;
-            };
-            let Ok(signature) = ed25519_dalek::Signature::from_slice(&bytes) else {
-                return false;
-            };
-            return point.verify(message, &signature).is_ok();
+        let Ok(signature) = URL_SAFE_NO_PAD.decode(signature) else {
+            return false;
+        };
+        match &self.prepared {
+            Prepared::Hmac(key) => hmac::verify(key, message, &signature).is_ok(),
+            Prepared::Public(key) => key.verify_sig(message, &signature).is_ok(),
+            Prepared::Ed25519(point) => {
+                use ed25519_dalek::Verifier as _;
+                ed25519_dalek::Signature::from_slice(&signature)
+                    .is_ok_and(|signature| point.verify(message, &signature).is_ok())
+            }
         }
-        matches!(
-            jsonwebtoken::crypto::verify(signature, message, &self.key, self.algorithm.into()),
-            Ok(true)
-        )
     }
 }
 
@@ -391,11 +407,7 @@ fn parse_secret(algorithm: Algorithm, secret: &[u8], form: KeyForm) -> Result<Pa
         });
     }
     Ok(ParsedKey {
-        verifying: VerifyingKey {
-            algorithm,
-            key: DecodingKey::from_secret(secret),
-            ed25519: None,
-        },
+        verifying: prepared(algorithm, DecodingKey::from_secret(secret))?,
         signing: Some(SigningKey {
             algorithm,
             key: EncodingKey::from_secret(secret),
@@ -507,9 +519,10 @@ fn self_test(signing: &SigningKey, verifying: &VerifyingKey) -> Result<(), KeyEr
     let invalid = KeyError::InvalidKey { algorithm };
     let signature =
         jsonwebtoken::crypto::sign(MESSAGE, &signing.key, algorithm.into()).map_err(|_| invalid)?;
-    match jsonwebtoken::crypto::verify(&signature, MESSAGE, &verifying.key, algorithm.into()) {
-        Ok(true) => Ok(()),
-        _ => Err(invalid),
+    if verifying.verifies(&signature, MESSAGE) {
+        Ok(())
+    } else {
+        Err(invalid)
     }
 }
 
@@ -658,17 +671,10 @@ fn checked_verifying_key(algorithm: Algorithm, key: DecodingKey) -> Result<Verif
             if point.first() != Some(&0x04) {
                 return Err(invalid);
             }
-            constructs(algorithm, &key)?;
             key
         }
-        KeyKind::Ed25519 => {
-            // The RustCrypto backend slices the first 32 bytes without checking the length.
-            if key.try_get_as_bytes().map_err(|_| invalid)?.len() != 32 {
-                return Err(invalid);
-            }
-            constructs(algorithm, &key)?;
-            key
-        }
+        // Checked when prepared: 32 bytes that are a point.
+        KeyKind::Ed25519 => key,
         _ => {
             let min_bytes = algorithm.min_secret_bytes().unwrap_or(usize::MAX);
             if key.try_get_as_bytes().map_err(|_| invalid)?.len() < min_bytes {
@@ -680,26 +686,55 @@ fn checked_verifying_key(algorithm: Algorithm, key: DecodingKey) -> Result<Verif
             key
         }
     };
-    let ed25519 = if algorithm.key_kind() == KeyKind::Ed25519 {
-        let bytes = key.try_get_as_bytes().map_err(|_| invalid)?;
-        let point: &[u8; 32] = bytes.try_into().map_err(|_| invalid)?;
-        Some(ed25519_dalek::VerifyingKey::from_bytes(point).map_err(|_| invalid)?)
-    } else {
-        None
+    prepared(algorithm, key)
+}
+
+/// The key made ready to verify (see [`Prepared`]). Preparing checks it: an EC point must be on
+/// the algorithm's curve, an Ed25519 key a valid point of 32 bytes, RSA components a key aws-lc
+/// accepts; anything else is `InvalidKey`, now rather than at every verification.
+fn prepared(algorithm: Algorithm, key: DecodingKey) -> Result<VerifyingKey, KeyError> {
+    let invalid = KeyError::InvalidKey { algorithm };
+    let bytes = || key.try_get_as_bytes().map_err(|_| invalid);
+    let hmac_key = |digest| Ok(Prepared::Hmac(Box::new(hmac::Key::new(digest, bytes()?))));
+    let public_key = |verification| {
+        ParsedPublicKey::new(verification, bytes()?)
+            .map(Prepared::Public)
+            .map_err(|_| invalid)
+    };
+    let rsa_key = |verification| {
+        let jwk = Jwk::from_decoding_key(&key, None).map_err(|_| invalid)?;
+        let AlgorithmParameters::RSA(params) = &jwk.algorithm else {
+            return Err(invalid);
+        };
+        let n = URL_SAFE_NO_PAD.decode(&params.n).map_err(|_| invalid)?;
+        let e = URL_SAFE_NO_PAD.decode(&params.e).map_err(|_| invalid)?;
+        RsaPublicKeyComponents { n, e }
+            .to_parsed_public_key(verification)
+            .map(Prepared::Public)
+            .map_err(|_| invalid)
+    };
+    let prepared = match algorithm {
+        Algorithm::HS256 => hmac_key(hmac::HMAC_SHA256)?,
+        Algorithm::HS384 => hmac_key(hmac::HMAC_SHA384)?,
+        Algorithm::HS512 => hmac_key(hmac::HMAC_SHA512)?,
+        Algorithm::RS256 => rsa_key(&lc::RSA_PKCS1_2048_8192_SHA256)?,
+        Algorithm::RS384 => rsa_key(&lc::RSA_PKCS1_2048_8192_SHA384)?,
+        Algorithm::RS512 => rsa_key(&lc::RSA_PKCS1_2048_8192_SHA512)?,
+        Algorithm::PS256 => rsa_key(&lc::RSA_PSS_2048_8192_SHA256)?,
+        Algorithm::PS384 => rsa_key(&lc::RSA_PSS_2048_8192_SHA384)?,
+        Algorithm::PS512 => rsa_key(&lc::RSA_PSS_2048_8192_SHA512)?,
+        Algorithm::ES256 => public_key(&lc::ECDSA_P256_SHA256_FIXED)?,
+        Algorithm::ES384 => public_key(&lc::ECDSA_P384_SHA384_FIXED)?,
+        Algorithm::EdDSA => {
+            let point: &[u8; 32] = bytes()?.try_into().map_err(|_| invalid)?;
+            Prepared::Ed25519(ed25519_dalek::VerifyingKey::from_bytes(point).map_err(|_| invalid)?)
+        }
     };
     Ok(VerifyingKey {
         algorithm,
         key,
-        ed25519,
+        prepared,
     })
-}
-
-/// Whether the backend accepts the key: it builds its verifier (which decodes and checks an EC
-/// or Ed25519 point) before it looks at the signature, so only a bad key is an error here.
-fn constructs(algorithm: Algorithm, key: &DecodingKey) -> Result<(), KeyError> {
-    jsonwebtoken::crypto::verify("", b"", key, algorithm.into())
-        .map(drop)
-        .map_err(|_| KeyError::InvalidKey { algorithm })
 }
 
 fn check_rsa_components(
@@ -719,7 +754,7 @@ fn check_rsa_components(
     if last & 1 == 0 {
         return Err(invalid);
     }
-    // The RustCrypto backend accepts exponents from 2 to 2^33 - 1; a usable one is odd too.
+    // aws-lc accepts odd exponents from 3 to 2^33 - 1.
     let exponent = strip_leading_zeros(exponent);
     if exponent.len() > 5 {
         return Err(invalid);

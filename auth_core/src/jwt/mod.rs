@@ -7,12 +7,16 @@
 //!
 //! # Decisions
 //!
-//! - **Cryptography** is `jsonwebtoken` 11 with its pure-Rust `rust_crypto` backend (RustCrypto:
-//!   `rsa`, `p256`, `p384`, `ed25519-dalek`, `hmac`), so that no C toolchain is needed. It is
-//!   used for the signature only: this module splits the token, reads the header and the claims
-//!   itself, and calls `jsonwebtoken::crypto::verify` on the signing input. No `Validation` of
-//!   jsonwebtoken runs, so none of its claim checks (which ignore a claim of the wrong type) can
-//!   stand in for the strict ones here.
+//! - **Cryptography** is `jsonwebtoken` 11 with its `aws_lc_rs` backend (aws-lc). jsonwebtoken
+//!   reads key texts (PEM, JWK), writes public JWKs and signs. Signatures are verified with the
+//!   key prepared once when it is read ([`VerifyingKey`]): an HMAC key, an RSA or EC key parsed
+//!   and checked by aws-lc (the library jsonwebtoken's backend calls), an Ed25519 point
+//!   decompressed by `ed25519-dalek`; `jsonwebtoken::crypto::verify` would redo that on every
+//!   call. aws-lc rather than the pure-Rust `rust_crypto` backend because it verifies RS256
+//!   about 10x and ES256 about 6x faster (BENCHMARKS.md); the C toolchain it builds with is
+//!   needed by pgrx anyway. This module splits the token and reads the header and the claims
+//!   itself; no `Validation` of jsonwebtoken runs, so none of its claim checks (which ignore a
+//!   claim of the wrong type) can stand in for the strict ones here.
 //! - **The key decides the algorithm.** A token whose header names another algorithm than its
 //!   key's is `bad_signature`, before any cryptography: no algorithm confusion (an RSA public
 //!   key used as an HMAC secret, RS256 against PS256). `none` is never an algorithm.
@@ -26,7 +30,8 @@
 //! - **HMAC secrets** are the text's bytes, at least the hash's size (32, 48, 64 bytes for
 //!   HS256, HS384, HS512), as RFC 7518 section 3.2 requires. A PEM or an asymmetric JWK is never
 //!   a secret; an `oct` JWK is one.
-//! - **RSA keys** have 2048 to 4096 bits: RFC 7518's minimum, and the backend's maximum.
+//! - **RSA keys** have 2048 to 4096 bits: RFC 7518's minimum, and the largest size in common
+//!   use (a verification's cost grows with the modulus).
 //! - **Claims** are checked with strict types after the signature: `exp`, `nbf` and `iat` must
 //!   be numbers, `iss` and `sub` strings, `aud` a string or an array of strings; a claim of the
 //!   wrong type is `malformed`, never ignored. `exp` is required unless the [`Policy`] says
