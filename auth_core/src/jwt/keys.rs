@@ -652,12 +652,7 @@ fn checked_verifying_key(algorithm: Algorithm, key: DecodingKey) -> Result<Verif
     let invalid = KeyError::InvalidKey { algorithm };
     let key = match algorithm.key_kind() {
         KeyKind::Rsa => {
-            let jwk = Jwk::from_decoding_key(&key, None).map_err(|_| invalid)?;
-            let AlgorithmParameters::RSA(params) = &jwk.algorithm else {
-                return Err(invalid);
-            };
-            let modulus = URL_SAFE_NO_PAD.decode(&params.n).map_err(|_| invalid)?;
-            let exponent = URL_SAFE_NO_PAD.decode(&params.e).map_err(|_| invalid)?;
+            let (modulus, exponent) = rsa_components(algorithm, &key)?;
             check_rsa_components(algorithm, &modulus, &exponent)?;
             DecodingKey::from_rsa_raw_components(&modulus, &exponent)
         }
@@ -702,12 +697,7 @@ fn prepared(algorithm: Algorithm, key: DecodingKey) -> Result<VerifyingKey, KeyE
             .map_err(|_| invalid)
     };
     let rsa_key = |verification| {
-        let jwk = Jwk::from_decoding_key(&key, None).map_err(|_| invalid)?;
-        let AlgorithmParameters::RSA(params) = &jwk.algorithm else {
-            return Err(invalid);
-        };
-        let n = URL_SAFE_NO_PAD.decode(&params.n).map_err(|_| invalid)?;
-        let e = URL_SAFE_NO_PAD.decode(&params.e).map_err(|_| invalid)?;
+        let (n, e) = rsa_components(algorithm, &key)?;
         RsaPublicKeyComponents { n, e }
             .to_parsed_public_key(verification)
             .map(Prepared::Public)
@@ -735,6 +725,19 @@ fn prepared(algorithm: Algorithm, key: DecodingKey) -> Result<VerifyingKey, KeyE
         key,
         prepared,
     })
+}
+
+/// An RSA key's modulus and public exponent, big-endian, as its public JWK carries them
+/// (jsonwebtoken gives no other way to read them from a `DecodingKey`).
+fn rsa_components(algorithm: Algorithm, key: &DecodingKey) -> Result<(Vec<u8>, Vec<u8>), KeyError> {
+    let invalid = KeyError::InvalidKey { algorithm };
+    let jwk = Jwk::from_decoding_key(key, None).map_err(|_| invalid)?;
+    let AlgorithmParameters::RSA(params) = &jwk.algorithm else {
+        return Err(invalid);
+    };
+    let modulus = URL_SAFE_NO_PAD.decode(&params.n).map_err(|_| invalid)?;
+    let exponent = URL_SAFE_NO_PAD.decode(&params.e).map_err(|_| invalid)?;
+    Ok((modulus, exponent))
 }
 
 fn check_rsa_components(
