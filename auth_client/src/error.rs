@@ -78,17 +78,35 @@ impl Error {
         self.code() == Some(&SqlState::CONFIGURATION_LIMIT_EXCEEDED)
     }
 
-    /// Whether the connection was lost or could not be had; retrying may succeed.
+    /// Whether the connection was lost or could not be had; retrying may succeed. Besides
+    /// errors with no SQLSTATE (a closed socket, a refused connection), that is what the server
+    /// says when it ends or refuses a connection: class 08 (connection exception), 53300 (too
+    /// many connections), 57P01 and 57P02 (shut down by an administrator or after another
+    /// process's crash), 57P03 (starting up, or in recovery after a crash) and 57P05 (idle
+    /// session timeout).
     pub fn is_connection(&self) -> bool {
         match self.kind {
             ErrorKind::Pool => true,
             ErrorKind::Db => self
                 .source
                 .downcast_ref::<tokio_postgres::Error>()
-                .is_some_and(|err| err.is_closed() || err.code().is_none()),
+                .is_some_and(|err| err.is_closed() || err.code().is_none_or(ends_connection)),
             _ => false,
         }
     }
+}
+
+/// Whether a server error with `code` means the connection ended or could not be opened.
+fn ends_connection(code: &SqlState) -> bool {
+    code.code().starts_with("08")
+        || [
+            SqlState::TOO_MANY_CONNECTIONS,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::IDLE_SESSION_TIMEOUT,
+        ]
+        .contains(code)
 }
 
 impl From<tokio_postgres::Error> for Error {
@@ -149,5 +167,24 @@ impl fmt::Debug for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&*self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_server_says_when_it_ends_a_connection_is_a_lost_connection() {
+        for code in [
+            "08000", "08006", "53300", "57P01", "57P02", "57P03", "57P05",
+        ] {
+            assert!(ends_connection(&SqlState::from_code(code)), "{code}");
+        }
+        // A refused argument, a missing privilege, a dropped database or a cancelled statement
+        // would fail again the same way.
+        for code in ["22023", "42501", "57P04", "57014", "40001"] {
+            assert!(!ends_connection(&SqlState::from_code(code)), "{code}");
+        }
     }
 }

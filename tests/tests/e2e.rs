@@ -8,6 +8,7 @@ mod e2e {
     mod jwt;
     mod permissions;
     mod regress;
+    mod restart;
     mod sessions;
     mod standby;
     mod tokens;
