@@ -51,12 +51,16 @@ pub struct TokenBench {
 }
 
 /// Cluster settings for benchmarks: everything fits in memory, as a production auth database
-/// does.
+/// does, and commits are durable, as on a production server (the test clusters' asynchronous,
+/// unsynced commits would make every write look cheaper than it is).
 pub fn bench_cluster() -> Cluster {
     Cluster::start(&ClusterOptions {
         settings: vec![
             "shared_buffers = 1GB".into(),
             "max_connections = 100".into(),
+            "fsync = on".into(),
+            "synchronous_commit = on".into(),
+            "full_page_writes = on".into(),
         ],
         ..ClusterOptions::default()
     })
