@@ -1,14 +1,15 @@
-//! A server that goes away under load: callers get errors that say the connection was lost,
-//! never a wrong answer and never a hang; the same pool serves again once the server is back;
-//! nothing committed before an immediate shutdown (a crash, as far as the data is concerned) is
-//! lost; and a cached client forgets what it held, since a notification may have been lost
+//! A server that goes away under load, by an immediate shutdown and restart or by the crash of
+//! one backend (after which the postmaster ends every other one, resets shared memory and
+//! recovers): callers get errors that say the connection was lost, never a wrong answer and
+//! never a hang; the same pool serves again once the server is back; nothing committed before
+//! is lost; and a cached client forgets what it held, since a notification may have been lost
 //! with its connection, and listens and caches again afterwards.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use auth_client::{AuthClient, Config, Credential, Status};
+use auth_client::{AuthClient, Config, Credential, Error, Status};
 use auth_pg_e2e::{Cluster, ClusterOptions, roles, wait_for};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -31,24 +32,51 @@ struct Tally {
     lost: AtomicU64,
 }
 
-/// One caller: checks the tokens in turn until `stop`, asserting every answer against what was
+/// A credential the callers check, and what the server committed for it.
+struct Case {
+    api_key: bool,
+    secret: Credential,
+    expected: Status,
+}
+
+impl Case {
+    async fn check(&self, app: &AuthClient) -> Result<Status, Error> {
+        let secret = self.secret.expose_secret();
+        if self.api_key {
+            Ok(app.validate_api_key(secret).await?.status)
+        } else {
+            Ok(app.validate_token(secret).await?.status)
+        }
+    }
+}
+
+/// How the server goes away.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Outage {
+    /// `pg_ctl stop -m immediate` (no checkpoint: the start runs crash recovery), then start.
+    ImmediateShutdown,
+    /// One backend killed with SIGKILL: the postmaster restarts everything by itself.
+    BackendCrash,
+}
+
+/// One caller: checks the cases in turn until `stop`, asserting every answer against what was
 /// committed and every error to be a lost connection.
 async fn caller(
     app: AuthClient,
-    tokens: Arc<Vec<(Credential, Status)>>,
+    cases: Arc<Vec<Case>>,
     first: usize,
     tally: Arc<Tally>,
     stop: Arc<AtomicBool>,
 ) {
-    for i in (first..).step_by(CALLERS).map(|i| i % tokens.len()) {
+    for i in (first..).step_by(CALLERS).map(|i| i % cases.len()) {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let (token, expected) = &tokens[i];
-        match tokio::time::timeout(HANG, app.validate_token(token.expose_secret())).await {
+        let case = &cases[i];
+        match tokio::time::timeout(HANG, case.check(&app)).await {
             Err(_) => panic!("a check was still waiting after {HANG:?}"),
-            Ok(Ok(answer)) => {
-                assert_eq!(answer.status, *expected, "token {i}");
+            Ok(Ok(status)) => {
+                assert_eq!(status, case.expected, "case {i}");
                 tally.answers.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Err(err)) => {
@@ -79,38 +107,71 @@ async fn answers_beyond(tally: &Tally, from: u64, count: u64, what: &str) -> u64
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_immediate_shutdown_under_load_loses_nothing_and_the_clients_recover() {
-    // Test clusters commit asynchronously, which an immediate shutdown is allowed to undo; this
-    // one waits for every commit to reach the WAL, as a production server does.
+    outage_under_load(Outage::ImmediateShutdown).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_crash_under_load_loses_nothing_and_the_clients_recover() {
+    outage_under_load(Outage::BackendCrash).await;
+}
+
+async fn outage_under_load(outage: Outage) {
+    // Test clusters commit asynchronously, which an immediate shutdown or a crash is allowed
+    // to undo; this one waits for every commit to reach the WAL, as a production server does.
     let cluster = Cluster::start(&ClusterOptions {
         settings: vec!["synchronous_commit = on".into()],
         ..ClusterOptions::default()
     });
     cluster.create_database("app");
     let admin = client(&cluster, roles::ADMIN, 0);
-    let mut tokens = Vec::new();
-    for i in 0..40 {
-        let token = admin
-            .issue_token(&format!("user-{i}"), HOUR, &[], None)
-            .await
-            .expect("issue");
-        let status = if i % 4 == 3 {
-            assert!(
-                admin
-                    .revoke_token(token.expose_secret())
+    admin
+        .create_organization("acme", "Acme")
+        .await
+        .expect("create org");
+    // Tokens and API keys (whose checks note their use in shared memory, which a crash
+    // resets), one in four revoked.
+    let mut cases = Vec::new();
+    for i in 0..48 {
+        let api_key = i % 3 == 2;
+        let secret = if api_key {
+            admin
+                .create_api_key("acme", &format!("key-{i}"), &[], None, None)
+                .await
+                .expect("create key")
+                .key
+        } else {
+            admin
+                .issue_token(&format!("user-{i}"), HOUR, &[], None)
+                .await
+                .expect("issue")
+        };
+        let expected = if i % 4 == 3 {
+            let revoked = if api_key {
+                let found = admin
+                    .validate_api_key(secret.expose_secret())
                     .await
-                    .expect("revoke")
-            );
+                    .expect("validate");
+                let key_id = found.key_id.expect("a valid key's id");
+                admin.revoke_api_key("acme", &key_id).await
+            } else {
+                admin.revoke_token(secret.expose_secret()).await
+            };
+            assert!(revoked.expect("revoke"));
             Status::Revoked
         } else {
             Status::Valid
         };
-        tokens.push((token, status));
+        cases.push(Case {
+            api_key,
+            secret,
+            expected,
+        });
     }
-    let tokens = Arc::new(tokens);
+    let cases = Arc::new(cases);
 
     let cached = client(&cluster, roles::VALIDATOR, 100);
     wait_for(&cached, "the cache's listener listens", |s| s.listening).await;
-    let (cached_token, _) = &tokens[0];
+    let cached_token = &cases[0].secret;
     for _ in 0..2 {
         let answer = cached
             .validate_token(cached_token.expose_secret())
@@ -128,7 +189,7 @@ async fn an_immediate_shutdown_under_load_loses_nothing_and_the_clients_recover(
         .map(|first| {
             tokio::spawn(caller(
                 app.clone(),
-                tokens.clone(),
+                cases.clone(),
                 first,
                 tally.clone(),
                 stop.clone(),
@@ -137,11 +198,26 @@ async fn an_immediate_shutdown_under_load_loses_nothing_and_the_clients_recover(
         .collect();
     let answered = answers_beyond(&tally, 0, 200, "the load to start").await;
 
-    // The server stops without a checkpoint, as after a crash, and starts again (crash
-    // recovery replays the WAL) while the callers keep calling.
-    cluster.stop("immediate");
-    cluster.start_server();
-    answers_beyond(&tally, answered, 400, "answers after the restart").await;
+    match outage {
+        Outage::ImmediateShutdown => {
+            cluster.stop("immediate");
+            cluster.start_server();
+        }
+        Outage::BackendCrash => {
+            let pid: i32 = cluster
+                .psql(
+                    "app",
+                    "SELECT pid FROM pg_catalog.pg_stat_activity \
+                     WHERE application_name = 'restart' AND backend_type = 'client backend' \
+                     LIMIT 1",
+                )
+                .parse()
+                .expect("a backend's pid");
+            // SAFETY: kill has no memory effects; the pid is a backend of this test's cluster.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
+        }
+    }
+    answers_beyond(&tally, answered, 400, "answers after the outage").await;
     stop.store(true, Ordering::Relaxed);
     for task in callers {
         task.await.expect("a caller panicked");
@@ -151,14 +227,10 @@ async fn an_immediate_shutdown_under_load_loses_nothing_and_the_clients_recover(
         "the callers never noticed the server going away"
     );
 
-    // Every token answers as it was committed before the crash (the callers checked each
-    // answer too).
-    for (token, expected) in tokens.iter() {
-        let answer = app
-            .validate_token(token.expose_secret())
-            .await
-            .expect("validate");
-        assert_eq!(answer.status, *expected);
+    // Every credential answers as it was committed before the outage (the callers checked
+    // each answer too).
+    for case in cases.iter() {
+        assert_eq!(case.check(&app).await.expect("check"), case.expected);
     }
 
     // The cached client dropped its answers when its listener's connection went, listens again
@@ -193,7 +265,14 @@ async fn an_immediate_shutdown_under_load_loses_nothing_and_the_clients_recover(
         .expect("validate");
     assert_eq!(answer.status, Status::Revoked);
 
+    // No process died but the one the test killed.
     let log = cluster.server_log();
-    assert!(!log.contains("terminated by signal"), "{log}");
+    let killed: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("terminated by signal"))
+        .collect();
+    let expected_kills = usize::from(outage == Outage::BackendCrash);
+    assert_eq!(killed.len(), expected_kills, "{log}");
+    assert!(killed.iter().all(|line| line.contains("signal 9")), "{log}");
     assert!(!log.contains("PANIC"), "{log}");
 }
