@@ -16,12 +16,13 @@ use auth_core::{CredentialKind, InputError, Invalidation};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::{Array, JsonB, PgTrigger, Spi};
+use pgrx::{Array, PgTrigger, Spi};
 
 use crate::audit::{self, AuditEvent};
 use crate::check::{self, Checked, Status, statement_time};
 use crate::error::{AuthPgError, OrRaise};
 use crate::fmgr::function_info_v1;
+use crate::jsonb::Jsonb;
 use crate::storage::{Rel, Row};
 use crate::tokens::{check_metadata, generate};
 use crate::usage::USAGE;
@@ -228,7 +229,7 @@ fn add_key(
         credential.display_prefix().into(),
         key.name.into(),
         key.scopes.clone().into(),
-        key.metadata.clone().map(JsonB).into(),
+        key.metadata.clone().map(Jsonb).into(),
         now.into(),
         key.expires_at.into(),
     ];
@@ -261,7 +262,7 @@ fn add_key(
         credential.display_prefix().into(),
         key.name.into(),
         key.scopes.into(),
-        key.metadata.map(JsonB).into(),
+        key.metadata.map(Jsonb).into(),
         now.into(),
         key.expires_at.into(),
         position.into(),
@@ -292,7 +293,7 @@ fn create_api_key(
     name: Option<&str>,
     scopes: default!(Option<Array<'_, &str>>, "'{}'"),
     expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
-    metadata: default!(Option<JsonB>, "NULL"),
+    metadata: default!(Option<Jsonb>, "NULL"),
 ) -> TableIterator<'static, (name!(key, String), name!(key_id, String))> {
     const FUNCTION: &str = "create_api_key";
     let org_id = check_org_id(org_id).or_raise(FUNCTION);
@@ -459,7 +460,7 @@ fn rotate_api_key(
         type OldKey = (
             Option<String>,
             Option<Vec<String>>,
-            Option<JsonB>,
+            Option<Jsonb>,
             Option<TimestampWithTimeZone>,
             Option<TimestampWithTimeZone>,
             Option<i32>,
@@ -481,7 +482,7 @@ fn rotate_api_key(
                 Some((
                     row.get::<String>(1).ok().flatten(),
                     row.get::<Vec<String>>(2).ok().flatten(),
-                    row.get::<JsonB>(3).ok().flatten(),
+                    row.get::<Jsonb>(3).ok().flatten(),
                     row.get::<TimestampWithTimeZone>(4).ok().flatten(),
                     row.get::<TimestampWithTimeZone>(5).ok().flatten(),
                     row.get::<i32>(6).ok().flatten(),
@@ -565,7 +566,7 @@ fn list_api_keys(
         name!(prefix, String),
         name!(name, String),
         name!(scopes, Vec<String>),
-        name!(metadata, Option<JsonB>),
+        name!(metadata, Option<Jsonb>),
         name!(created_at, TimestampWithTimeZone),
         name!(expires_at, Option<TimestampWithTimeZone>),
         name!(revoked_at, Option<TimestampWithTimeZone>),
@@ -606,7 +607,7 @@ fn list_api_keys(
                     row.get::<String>(2)?.unwrap_or_default(),
                     row.get::<String>(3)?.unwrap_or_default(),
                     row.get::<Vec<String>>(4)?.unwrap_or_default(),
-                    row.get::<JsonB>(5)?,
+                    row.get::<Jsonb>(5)?,
                     row.get::<TimestampWithTimeZone>(6)?
                         .expect("created_at is NOT NULL"),
                     row.get::<TimestampWithTimeZone>(7)?,
@@ -715,7 +716,7 @@ pub unsafe extern "C-unwind" fn auth_pg_sync_api_key_lookup(
         .flatten()
         .expect("org_id is NOT NULL");
     if !event.fired_by_delete() {
-        let document: JsonB = row
+        let document: Jsonb = row
             .get_by_name("api_keys")
             .ok()
             .flatten()

@@ -3,7 +3,9 @@
 //! SECURITY: callers pass ids and counts only; nothing here ever receives a credential or hash.
 
 use pgrx::datum::DatumWithOid;
-use pgrx::{JsonB, Spi, pg_sys};
+use pgrx::{Spi, pg_sys};
+
+use crate::jsonb::Jsonb;
 
 /// One administrative act.
 pub(crate) struct AuditEvent<'a> {
@@ -47,7 +49,7 @@ pub(crate) fn record(event: AuditEvent<'_>) {
         event.user_id.into(),
         event.org_id.into(),
         event.subject_id.into(),
-        JsonB(event.detail).into(),
+        Jsonb(event.detail).into(),
     ];
     Spi::run_with_args(
         "INSERT INTO auth_pg.audit_events \

@@ -34,6 +34,9 @@ pub(crate) enum AuthPgError {
         argument: &'static str,
         limit: usize,
     },
+    /// A `jsonb` value holds what auth_pg's JSON reader cannot represent.
+    #[error("auth_pg cannot read this JSON value: {reason}")]
+    JsonUnreadable { reason: &'static str },
     /// A batch holds more items than one call takes.
     #[error("{argument} has {given} elements; one call takes at most {limit}")]
     BatchTooLarge {
@@ -133,6 +136,7 @@ impl AuthPgError {
             Self::Input(_) | Self::NotPositiveCount { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             Self::SessionLimit { .. } => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             Self::JsonTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            Self::JsonUnreadable { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             Self::BatchTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             Self::HashKey { .. } => ERRCODE_CONFIG_FILE_ERROR,
             Self::Randomness => ERRCODE_SYSTEM_ERROR,
@@ -200,6 +204,9 @@ impl AuthPgError {
                 evict_oldest."
                 .into(),
             Self::JsonTooLarge { .. } => "Keep metadata small: ids and short strings.".into(),
+            Self::JsonUnreadable { .. } => "Nest objects and arrays at most 128 levels deep, and \
+                keep numbers within the range of a double precision number (about 1.8e308)."
+                .into(),
             Self::BatchTooLarge { .. } => "Split the batch into several calls.".into(),
             Self::HashKey { .. } => "Check the file named by auth_pg.hash_key_file: it must \
                 exist, be readable only by the server's operating-system user (mode 0600), and \

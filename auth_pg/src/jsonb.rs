@@ -20,9 +20,118 @@
 //! through `numeric_in` with the text serde_json prints for them, so each is exactly the numeric
 //! the text round trip made. Tests compare the bytes with `jsonb_in`'s over many documents, and
 //! with `numeric_in`'s over many integers.
+//!
+//! The other way, [`Jsonb`] reads `jsonb` arguments and columns into `serde_json` values.
 
-use pgrx::pg_sys;
+use std::ffi::CStr;
+
+use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
+use pgrx::datum::{Datum, UnboxDatum};
+use pgrx::nullable::Nullable;
+use pgrx::{FromDatum, IntoDatum, JsonB, direct_function_call, pg_sys};
 use serde_json::{Map, Number, Value};
+
+use crate::error::AuthPgError;
+
+/// A `jsonb` argument or column as a `serde_json` value. It reads and writes what pgrx's
+/// `JsonB` does (through `jsonb_out` and `jsonb_in`), except that a value serde_json cannot
+/// hold is an ERROR with SQLSTATE 22023 and a hint, where `JsonB` panics (XX000): objects and
+/// arrays nested deeper than serde_json's 128 levels, and numbers beyond a double's range.
+/// Numbers are what serde_json reads: integers exact up to 64 bits, other numbers as doubles.
+#[derive(Debug)]
+pub(crate) struct Jsonb(pub Value);
+
+pgrx::impl_sql_translatable!(Jsonb, "jsonb");
+
+impl FromDatum for Jsonb {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _: pg_sys::Oid,
+    ) -> Option<Self> {
+        if is_null {
+            return None;
+        }
+        // SAFETY: the datum is a jsonb value (the declared type of the argument or column
+        // read); jsonb_out detoasts it and returns its text, valid UTF-8 in this database.
+        let text = unsafe {
+            direct_function_call::<&CStr>(pg_sys::jsonb_out, &[Some(datum)])
+                .expect("jsonb_out returns text for a value")
+        };
+        let parsed = text
+            .to_str()
+            .map_err(|_| "it is not UTF-8")
+            .and_then(|text| serde_json::from_str(text).map_err(|err| unreadable(&err)));
+        match parsed {
+            Ok(value) => Some(Self(value)),
+            Err(reason) => AuthPgError::JsonUnreadable { reason }.raise("jsonb"),
+        }
+    }
+}
+
+impl IntoDatum for Jsonb {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        JsonB(self.0).into_datum()
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::JSONBOID
+    }
+}
+
+// SAFETY: as pgrx's own `ArgAbi` for `JsonB`: the argument is declared `jsonb` (see the
+// `SqlTranslatable` above), so its datum is a jsonb value, which `FromDatum` reads.
+unsafe impl<'fcx> ArgAbi<'fcx> for Jsonb {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        // SAFETY: see above; a NULL argument is the caller's to rule out (see the trait).
+        unsafe { arg.unbox_arg_using_from_datum() }
+            .unwrap_or_else(|| panic!("argument {index} must not be null"))
+    }
+
+    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+        // SAFETY: see above.
+        unsafe { arg.unbox_arg_using_from_datum() }.into()
+    }
+}
+
+// SAFETY: as pgrx's own `BoxRet` for `JsonB`: the datum returned is a jsonb value, the
+// declared result type.
+unsafe impl BoxRet for Jsonb {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
+        match self.into_datum() {
+            // SAFETY: a jsonb datum made in the current memory context.
+            Some(datum) => unsafe { fcinfo.return_raw_datum(datum) },
+            None => fcinfo.return_null(),
+        }
+    }
+}
+
+// SAFETY: as pgrx's own `UnboxDatum` for `JsonB`: the datum is a non-null jsonb value.
+unsafe impl UnboxDatum for Jsonb {
+    type As<'src> = Jsonb;
+
+    unsafe fn unbox<'src>(datum: Datum<'src>) -> Self::As<'src>
+    where
+        Self: 'src,
+    {
+        // SAFETY: see above.
+        unsafe { Self::from_datum(datum.sans_lifetime(), false) }.expect("a non-null datum")
+    }
+}
+
+/// Why serde_json refused the text of a `jsonb` value (always valid JSON): what is left is
+/// its limits.
+fn unreadable(err: &serde_json::Error) -> &'static str {
+    let message = err.to_string();
+    if message.starts_with("recursion limit exceeded") {
+        "it nests deeper than 128 levels"
+    } else if message.starts_with("number out of range") {
+        "it holds a number beyond the range of a double precision number"
+    } else {
+        "it is not JSON that auth_pg reads"
+    }
+}
 
 const JENTRY_OFFLENMASK: u32 = 0x0FFF_FFFF;
 const JENTRY_TYPEMASK: u32 = 0x7000_0000;

@@ -22,11 +22,12 @@ use auth_core::{InputError, Invalidation};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiError};
-use pgrx::{IntoDatum, JsonB, Spi};
+use pgrx::{IntoDatum, Spi};
 
 use crate::audit::{self, AuditEvent};
 use crate::error::{AuthPgError, OrRaise};
 use crate::fmgr::{self, CompositeResult, function_info_v1};
+use crate::jsonb::Jsonb;
 use crate::{edits, notify, writing};
 
 use keys::Verified;
@@ -376,7 +377,7 @@ fn add_jwt_key(
 #[pg_extern(volatile, parallel_unsafe, security_definer, requires = ["jwt_schema"])]
 #[search_path(pg_catalog, pg_temp)]
 fn import_jwks(
-    jwks: Option<JsonB>,
+    jwks: Option<Jsonb>,
     issuer: default!(Option<&str>, "NULL"),
     audience: default!(Option<&str>, "NULL"),
 ) -> i32 {
@@ -495,7 +496,7 @@ fn list_jwt_keys() -> TableIterator<
         name!(algorithm, String),
         name!(status, String),
         name!(can_sign, bool),
-        name!(public_jwk, Option<JsonB>),
+        name!(public_jwk, Option<Jsonb>),
         name!(issuer, Option<String>),
         name!(audience, Option<String>),
         name!(not_before, Option<TimestampWithTimeZone>),
@@ -531,7 +532,7 @@ fn list_jwt_keys() -> TableIterator<
                 let public_jwk = parsed
                     .as_ref()
                     .and_then(|key| key.verifying_key().public_jwk(Some(&kid)))
-                    .map(JsonB);
+                    .map(Jsonb);
                 Ok((
                     kid,
                     algorithm,
@@ -560,7 +561,7 @@ fn list_jwt_keys() -> TableIterator<
 /// `auth_pg.jwt_max_token_bytes`.
 #[pg_extern(volatile, parallel_unsafe, security_definer, requires = ["jwt_schema"])]
 #[search_path(pg_catalog, pg_temp)]
-fn jwt_sign(claims: Option<JsonB>, kid: Option<&str>) -> String {
+fn jwt_sign(claims: Option<Jsonb>, kid: Option<&str>) -> String {
     const FUNCTION: &str = "jwt_sign";
     let claims = claims
         .ok_or(InputError::Null { argument: "claims" })

@@ -11,13 +11,14 @@ use auth_core::{CredentialKind, Invalidation};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiError;
-use pgrx::{IntoDatum, JsonB, Spi};
+use pgrx::{IntoDatum, Spi};
 
 use crate::audit::{self, AuditEvent};
 use crate::check::{self, Checked, Status, statement_time};
 use crate::error::{AuthPgError, OrRaise};
 use crate::fmgr::{self, CompositeResult, function_info_v1};
 use crate::gucs::{self, SessionLimitAction};
+use crate::jsonb::Jsonb;
 use crate::storage::{self, KeyLookup, Rel, Row};
 use crate::tokens::{check_metadata, generate, interval_parts, write_one};
 use crate::writing::Guard;
@@ -150,7 +151,7 @@ struct SessionRow {
     session_id: String,
     idle_expires_at: TimestampWithTimeZone,
     absolute_expires_at: TimestampWithTimeZone,
-    metadata: Option<JsonB>,
+    metadata: Option<Jsonb>,
 }
 
 impl SessionRow {
@@ -295,7 +296,7 @@ fn create_session(
     user_id: Option<&str>,
     idle_timeout: Option<Interval>,
     absolute_timeout: Option<Interval>,
-    metadata: default!(Option<JsonB>, "NULL"),
+    metadata: default!(Option<Jsonb>, "NULL"),
 ) -> String {
     const FUNCTION: &str = "create_session";
     let user_id = input::check_user_id(user_id).or_raise(FUNCTION);
@@ -531,7 +532,7 @@ fn list_user_sessions(
         name!(idle_expires_at, TimestampWithTimeZone),
         name!(absolute_expires_at, TimestampWithTimeZone),
         name!(revoked_at, Option<TimestampWithTimeZone>),
-        name!(metadata, Option<JsonB>),
+        name!(metadata, Option<Jsonb>),
     ),
 > {
     const FUNCTION: &str = "list_user_sessions";
@@ -566,7 +567,7 @@ fn list_user_sessions(
                     time(5)?,
                     time(6)?,
                     row.get::<TimestampWithTimeZone>(7)?,
-                    row.get::<JsonB>(8)?,
+                    row.get::<Jsonb>(8)?,
                 ))
             })
             .collect::<Result<Vec<_>, SpiError>>()

@@ -9,12 +9,13 @@ use auth_core::input::{self, IntervalParts, MAX_METADATA_BYTES};
 use auth_core::{Credential, CredentialKind, Invalidation};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::{Array, JsonB, Spi};
+use pgrx::{Array, Spi};
 
 use crate::audit::{self, AuditEvent};
 use crate::check::{self, Checked, Status, statement_time};
 use crate::error::{AuthPgError, OrRaise};
 use crate::fmgr::function_info_v1;
+use crate::jsonb::Jsonb;
 use crate::storage::{Rel, Row};
 use crate::writing::Guard;
 use crate::{edits, gucs, hash_key, notify};
@@ -95,7 +96,7 @@ pub unsafe extern "C-unwind" fn auth_pg_validate_tokens(
 }
 
 /// Checks optional JSON metadata: an object, at most `MAX_METADATA_BYTES` when serialized.
-pub(crate) fn check_metadata(metadata: Option<JsonB>, function: &'static str) -> Option<JsonB> {
+pub(crate) fn check_metadata(metadata: Option<Jsonb>, function: &'static str) -> Option<Jsonb> {
     let metadata = metadata?;
     if !metadata.0.is_object() {
         AuthPgError::from(auth_core::InputError::NotAnObject {
@@ -156,7 +157,7 @@ fn issue_token(
     user_id: Option<&str>,
     ttl: Option<Interval>,
     scopes: default!(Option<Array<'_, &str>>, "'{}'"),
-    metadata: default!(Option<JsonB>, "NULL"),
+    metadata: default!(Option<Jsonb>, "NULL"),
 ) -> String {
     const FUNCTION: &str = "issue_token";
     let user_id = input::check_user_id(user_id).or_raise(FUNCTION);

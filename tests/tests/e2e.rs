@@ -5,6 +5,7 @@ mod e2e {
     mod api_keys;
     mod cache;
     mod hash_key;
+    mod hostile;
     mod jwt;
     mod permissions;
     mod regress;

@@ -209,6 +209,28 @@ async fn misuse_is_an_error_with_a_sqlstate_and_no_secret() {
         .await
         .expect_err("refused");
     assert_eq!(err.code(), Some(&SqlState::INVALID_PARAMETER_VALUE));
+    // Metadata larger than 64 KiB, and metadata nested deeper than auth_pg reads JSON.
+    let large = serde_json::json!({ "notes": "n".repeat(65 * 1024) });
+    let err = admin
+        .issue_token("u", HOUR, &[], Some(&large))
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Some(&SqlState::PROGRAM_LIMIT_EXCEEDED), "{err}");
+    let deep = (0..200).fold(
+        serde_json::json!("leaf"),
+        |inner, _| serde_json::json!({ "a": inner }),
+    );
+    let err = admin
+        .issue_token("u", HOUR, &[], Some(&deep))
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::INVALID_PARAMETER_VALUE),
+        "{err}"
+    );
+    assert!(err.to_string().contains("128 levels"), "{err}");
+    assert!(err.hint().is_some(), "{err}");
     assert_eq!(db.psql("SELECT count(*) FROM auth_pg.tokens"), "0");
 }
 

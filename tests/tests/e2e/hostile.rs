@@ -1,0 +1,174 @@
+//! Every function of the extension, called with hostile arguments, one argument at a time:
+//! whatever the function, the answer is a result or an ERROR with a specific SQLSTATE, never
+//! XX000, never a crash, never a hang, and never a message that echoes a huge argument or a
+//! credential. The functions are read from the catalog, so a new one is swept without being
+//! listed here.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use auth_client::reexports::tokio_postgres::error::SqlState;
+use auth_pg_e2e::{TestDb, roles};
+
+/// Hostile values (SQL literals) for an argument of `ty`, and a harmless one (the first).
+fn values(ty: &str, credential: &str) -> Vec<String> {
+    let huge = format!("'{}'", "a".repeat(1 << 20));
+    let mut values = match ty {
+        "text" => vec![
+            "'x'".to_owned(),
+            "''".to_owned(),
+            huge,
+            "$q$'; DROP TABLE auth_pg.tokens; --\"$q$".to_owned(),
+            "'*'".to_owned(),
+            "'::**:*'".to_owned(),
+            format!("'{credential}'"),
+            format!("'{}'", credential.replacen("apgt_", "apgk_", 1)),
+            "E'\\u00e9\\u0001'".to_owned(),
+        ],
+        "text[]" => vec![
+            "'{}'".to_owned(),
+            "'{NULL}'".to_owned(),
+            "'{\"\"}'".to_owned(),
+            "pg_catalog.array_fill('x'::text, ARRAY[100000])".to_owned(),
+            format!("ARRAY['{credential}', NULL, '']"),
+        ],
+        "interval" => vec![
+            "'1 hour'".to_owned(),
+            "'0'".to_owned(),
+            "'-1 day'".to_owned(),
+            "'1 month -40 days'".to_owned(),
+            "'178000000 years'".to_owned(),
+        ],
+        "timestamp with time zone" => vec![
+            "pg_catalog.now() + '1 hour'".to_owned(),
+            "'-infinity'".to_owned(),
+            "'infinity'".to_owned(),
+            "'4713-01-01 BC'".to_owned(),
+        ],
+        "jsonb" => vec![
+            "'{}'".to_owned(),
+            "'null'".to_owned(),
+            "'[]'".to_owned(),
+            "'\"x\"'".to_owned(),
+            format!("'{}{}'", "[".repeat(5000), "]".repeat(5000)),
+            "'{\"n\": 1e400}'".to_owned(),
+            "pg_catalog.jsonb_build_object('k', pg_catalog.repeat('v', 1048576))".to_owned(),
+        ],
+        "boolean" => vec!["true".to_owned(), "false".to_owned()],
+        "integer" | "bigint" => vec![
+            "10".to_owned(),
+            "0".to_owned(),
+            "-1".to_owned(),
+            "2147483647".to_owned(),
+        ],
+        _ => vec![],
+    };
+    values.push("NULL".to_owned());
+    values
+}
+
+/// Whether an error message may be shown to whoever made the call: short, and without the
+/// credential.
+fn discreet(message: &str, credential: &str) -> bool {
+    message.len() < 2_000 && !message.contains(credential) && !message.contains(&credential[5..])
+}
+
+#[tokio::test]
+async fn every_function_answers_hostile_arguments_with_a_result_or_a_specific_error() {
+    let db = TestDb::new("hostile");
+    let client = db.connect(roles::ADMIN).await;
+    client
+        .batch_execute("SET statement_timeout = '20s'")
+        .await
+        .expect("set timeout");
+    let credential: String = client
+        .query_one("SELECT auth_pg.issue_token('someone', '1 hour')", &[])
+        .await
+        .expect("issue")
+        .get(0);
+
+    // Functions a client calls: not trigger functions, not those taking `internal`.
+    let functions = client
+        .query(
+            "SELECT p.proname::text, \
+                    ARRAY(SELECT pg_catalog.format_type(t, NULL) \
+                          FROM pg_catalog.unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, n) \
+                          ORDER BY n) \
+             FROM pg_catalog.pg_proc p \
+             WHERE p.pronamespace = 'auth_pg'::regnamespace AND p.prokind = 'f' \
+               AND p.prorettype <> 'trigger'::regtype \
+               AND NOT 'internal'::regtype = ANY (p.proargtypes::oid[]) \
+               AND pg_catalog.has_function_privilege(p.oid, 'EXECUTE') \
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .expect("functions");
+    assert!(functions.len() >= 40, "{} functions", functions.len());
+
+    let mut calls = 0;
+    let mut failures = String::new();
+    for function in &functions {
+        let name: String = function.get(0);
+        let types: Vec<String> = function.get(1);
+        let arguments: Vec<Vec<String>> = types.iter().map(|ty| values(ty, &credential)).collect();
+        assert!(
+            arguments.iter().all(|values| values.len() > 1),
+            "auth_pg.{name}({}): no hostile values for one of these types",
+            types.join(", ")
+        );
+        // Each argument takes each of its values while the others keep their harmless one.
+        for (position, values) in arguments.iter().enumerate() {
+            for value in &values[1..] {
+                let call = arguments
+                    .iter()
+                    .zip(&types)
+                    .enumerate()
+                    .map(|(i, (values, ty))| {
+                        let value = if i == position { value } else { &values[0] };
+                        format!("({value})::{ty}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!("SELECT * FROM auth_pg.{name}({call})");
+                client.batch_execute("BEGIN").await.expect("begin");
+                let outcome = client.simple_query(&sql).await;
+                calls += 1;
+                let shown: String = sql.chars().take(200).collect();
+                match outcome {
+                    Ok(_) => {}
+                    Err(err) if err.is_closed() => {
+                        panic!("the connection died on {shown}: {err}")
+                    }
+                    Err(err) => {
+                        let db_error = err.as_db_error().expect("a server error");
+                        let code = db_error.code();
+                        if *code == SqlState::INTERNAL_ERROR
+                            || *code == SqlState::QUERY_CANCELED
+                            || !discreet(db_error.message(), &credential)
+                            || !db_error
+                                .detail()
+                                .is_none_or(|detail| discreet(detail, &credential))
+                        {
+                            let _ = writeln!(
+                                failures,
+                                "{shown}\n  -> {} {}",
+                                code.code(),
+                                db_error.message().chars().take(300).collect::<String>()
+                            );
+                        }
+                    }
+                }
+                client.batch_execute("ROLLBACK").await.expect("rollback");
+            }
+        }
+    }
+    assert!(failures.is_empty(), "after {calls} calls:\n{failures}");
+    // The sweep ran through every function (a catalog query that found none would pass).
+    assert!(calls > 300, "{calls} calls");
+    // The server is still up and answering.
+    tokio::time::timeout(Duration::from_secs(5), client.simple_query("SELECT 1"))
+        .await
+        .expect("an answer")
+        .expect("SELECT 1");
+}
