@@ -86,6 +86,16 @@ async fn every_function_answers_hostile_arguments_with_a_result_or_a_specific_er
         .await
         .expect("issue")
         .get(0);
+    // The harmless value 'x' names things that exist (an organization, a global role, a JWT
+    // key), so that a hostile value in another argument reaches past the lookups.
+    client
+        .batch_execute(
+            "SELECT auth_pg.create_organization('x', 'X'); \
+             SELECT auth_pg.create_role('x'); \
+             SELECT auth_pg.add_jwt_key('x', 'HS256', pg_catalog.repeat('s', 64));",
+        )
+        .await
+        .expect("set up");
 
     // Functions a client calls: not trigger functions, not those taking `internal`.
     let functions = client
