@@ -239,6 +239,12 @@ mod tests {
                 "UPDATE auth_pg.organizations SET api_keys = jsonb_set(api_keys, '{0,created_at}', '\"not a time\"')",
                 ERRCODE_INVALID_DATETIME_FORMAT,
             ),
+            // Deeper than auth_pg reads JSON (a panic, XX000, before auth_pg read jsonb itself).
+            (
+                "UPDATE auth_pg.organizations \
+                 SET api_keys = (repeat('[', 200) || repeat(']', 200))::jsonb",
+                ERRCODE_INVALID_PARAMETER_VALUE,
+            ),
         ];
         for (sql, expected) in cases {
             assert_eq!(sqlstate_of(sql), Some(expected), "{sql}");
