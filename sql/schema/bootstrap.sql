@@ -3,6 +3,19 @@
 -- Roles are cluster-wide and outlive the extension (another database may use them), so they
 -- are created only when missing and never dropped by DROP EXTENSION.
 
+-- Credentials, ids and names cross into Rust as UTF-8 strings: a database in another encoding
+-- could hand auth_pg text it cannot read, so it is refused here, before anything is created.
+DO $encoding$
+BEGIN
+    IF pg_catalog.getdatabaseencoding() OPERATOR(pg_catalog.<>) 'UTF8' THEN
+        RAISE EXCEPTION 'auth_pg needs a database whose encoding is UTF8, not %',
+                pg_catalog.getdatabaseencoding()
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Create a database with ENCODING ''UTF8'' and install auth_pg there.';
+    END IF;
+END
+$encoding$;
+
 DO $roles$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'auth_pg_validator') THEN

@@ -2,13 +2,14 @@
 //! whatever the function, the answer is a result or an ERROR with a specific SQLSTATE, never
 //! XX000, never a crash, never a hang, and never a message that echoes a huge argument or a
 //! credential. The functions are read from the catalog, so a new one is swept without being
-//! listed here.
+//! listed here. And a database whose encoding auth_pg cannot read is refused at the start.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use auth_client::reexports::tokio_postgres::error::SqlState;
-use auth_pg_e2e::{TestDb, roles};
+use auth_pg_e2e::{TestDb, roles, shared_cluster};
+use tokio_postgres::NoTls;
 
 /// Hostile values (SQL literals) for an argument of `ty`, and a harmless one (the first).
 fn values(ty: &str, credential: &str) -> Vec<String> {
@@ -181,4 +182,38 @@ async fn every_function_answers_hostile_arguments_with_a_result_or_a_specific_er
         .await
         .expect("an answer")
         .expect("SELECT 1");
+}
+
+/// Text crosses into auth_pg's Rust code as UTF-8: a database in another encoding is refused
+/// when the extension is created, rather than failing on the first non-ASCII argument.
+#[tokio::test]
+async fn a_database_in_another_encoding_is_refused() {
+    let cluster = shared_cluster();
+    cluster.psql(
+        "postgres",
+        "CREATE DATABASE sql_ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' \
+         TEMPLATE template0",
+    );
+    let (client, connection) =
+        tokio_postgres::connect(&cluster.url(roles::SUPERUSER, "sql_ascii"), NoTls)
+            .await
+            .expect("connect");
+    tokio::spawn(connection);
+    let err = client
+        .batch_execute("CREATE EXTENSION auth_pg")
+        .await
+        .expect_err("refused");
+    let db_error = err.as_db_error().expect("a server error");
+    assert_eq!(db_error.code(), &SqlState::FEATURE_NOT_SUPPORTED, "{err}");
+    assert!(db_error.message().contains("UTF8"), "{err}");
+    assert!(db_error.hint().is_some(), "{err}");
+    let schemas: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = 'auth_pg'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(schemas, 0, "nothing of the extension is left");
 }
