@@ -204,9 +204,9 @@ impl AuthPgError {
                 evict_oldest."
                 .into(),
             Self::JsonTooLarge { .. } => "Keep metadata small: ids and short strings.".into(),
-            Self::JsonUnreadable { .. } => "Nest objects and arrays at most 128 levels deep, and \
-                keep numbers within the range of a double precision number (about 1.8e308)."
-                .into(),
+            Self::JsonUnreadable { .. } => {
+                "Nest objects and arrays at most 128 levels deep.".into()
+            }
             Self::BatchTooLarge { .. } => "Split the batch into several calls.".into(),
             Self::HashKey { .. } => "Check the file named by auth_pg.hash_key_file: it must \
                 exist, be readable only by the server's operating-system user (mode 0600), and \

@@ -35,9 +35,9 @@ use crate::error::AuthPgError;
 
 /// A `jsonb` argument or column as a `serde_json` value. It reads and writes what pgrx's
 /// `JsonB` does (through `jsonb_out` and `jsonb_in`), except that a value serde_json cannot
-/// hold is an ERROR with SQLSTATE 22023 and a hint, where `JsonB` panics (XX000): objects and
-/// arrays nested deeper than serde_json's 128 levels, and numbers beyond a double's range.
-/// Numbers are what serde_json reads: integers exact up to 64 bits, other numbers as doubles.
+/// hold, objects and arrays nested deeper than serde_json's 128 levels, is an ERROR with
+/// SQLSTATE 22023 and a hint, where `JsonB` panics (XX000). Numbers keep their text (this crate
+/// turns on serde_json's `arbitrary_precision`), so every digit of a `numeric` survives.
 #[derive(Debug)]
 pub(crate) struct Jsonb(pub Value);
 
@@ -120,14 +120,11 @@ unsafe impl UnboxDatum for Jsonb {
     }
 }
 
-/// Why serde_json refused the text of a `jsonb` value (always valid JSON): what is left is
-/// its limits.
+/// Why serde_json refused the text of a `jsonb` value, which is always valid JSON: what is
+/// left is its nesting limit.
 fn unreadable(err: &serde_json::Error) -> &'static str {
-    let message = err.to_string();
-    if message.starts_with("recursion limit exceeded") {
+    if err.to_string().starts_with("recursion limit exceeded") {
         "it nests deeper than 128 levels"
-    } else if message.starts_with("number out of range") {
-        "it holds a number beyond the range of a double precision number"
     } else {
         "it is not JSON that auth_pg reads"
     }

@@ -217,3 +217,41 @@ async fn a_database_in_another_encoding_is_refused() {
         .get(0);
     assert_eq!(schemas, 0, "nothing of the extension is left");
 }
+
+/// JSON numbers keep every digit `jsonb` holds, through every function that stores or signs
+/// JSON, and through the rewrite of an organization's document by a later change.
+#[test]
+fn json_numbers_keep_every_digit() {
+    let db = TestDb::new("json_digits");
+    let m = "'{\"n\": 123456789012345678901234567890, \"d\": 0.1000000000000000055511151231257827, \
+             \"e\": 1e400}'::jsonb";
+    db.psql("SELECT auth_pg.create_organization('o', 'O')");
+    // Stored in one statement, read in the next (a statement does not see its own writes).
+    let token = db.psql(&format!(
+        "SELECT auth_pg.issue_token('u', '1 hour', '{{}}', {m})"
+    ));
+    let session = db.psql(&format!(
+        "SELECT auth_pg.create_session('u', '1 hour', '2 hours', {m})"
+    ));
+    let key = db.psql(&format!(
+        "SELECT key FROM auth_pg.create_api_key('o', 'k1', '{{}}', NULL, {m})"
+    ));
+    let kept = db.psql(&format!(
+        "SELECT (SELECT metadata FROM auth_pg.validate_token('{token}')) = {m}, \
+                (SELECT metadata FROM auth_pg.validate_session('{session}')) = {m}, \
+                (SELECT metadata FROM auth_pg.validate_api_key('{key}')) = {m}"
+    ));
+    assert_eq!(kept, "t|t|t");
+    // A later key rewrites the organization's document; the first key's metadata stays whole.
+    db.psql("SELECT auth_pg.create_api_key('o', 'k2')");
+    let listed = db.psql(&format!(
+        "SELECT metadata = {m} FROM auth_pg.list_api_keys('o') WHERE name = 'k1'"
+    ));
+    assert_eq!(listed, "t");
+    db.psql("SELECT auth_pg.add_jwt_key('k', 'HS256', pg_catalog.repeat('s', 64))");
+    let claim = db.psql(
+        "SELECT (auth_pg.jwt_verify(auth_pg.jwt_sign( \
+             '{\"n\": 123456789012345678901234567890, \"exp\": 4102444800}', 'k'))).claims->'n'",
+    );
+    assert_eq!(claim, "123456789012345678901234567890");
+}
