@@ -10,6 +10,7 @@ use tokio_postgres::types::{FromSql, ToSql};
 
 use crate::cache::{Answer, Cache, CacheStats, Cached, Forget, Key};
 use crate::listener::{self, AbortOnDrop};
+use crate::metrics::{Counters, Metrics};
 use crate::{Config, Error};
 
 /// A handle to auth_pg through a pool of connections. Cheap to clone; clones share the pool
@@ -20,6 +21,7 @@ use crate::{Config, Error};
 #[derive(Clone)]
 pub struct AuthClient {
     pool: Pool,
+    counters: Arc<Counters>,
     cache: Option<Arc<Cache>>,
     /// Stops the cache's listener when the last clone is dropped.
     _listener: Option<Arc<AbortOnDrop>>,
@@ -60,6 +62,7 @@ impl AuthClient {
         };
         Ok(Self {
             pool,
+            counters: Arc::default(),
             cache,
             _listener: listener,
         })
@@ -68,6 +71,13 @@ impl AuthClient {
     /// What the cache has done, or `None` when the client has no cache.
     pub fn cache_stats(&self) -> Option<CacheStats> {
         self.cache.as_deref().map(Cache::stats)
+    }
+
+    /// Statements run and failed, connections lost, the pool's connections and the cache's
+    /// counters, since the client was made (shared by its clones).
+    pub fn metrics(&self) -> Metrics {
+        self.counters
+            .snapshot(self.pool.status(), self.cache_stats())
     }
 
     /// Forgets, in this client's cache, the answer about `credential` after a change made
@@ -101,9 +111,14 @@ impl AuthClient {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<tokio_postgres::Row, Error> {
-        let connection = self.connection().await?;
-        let statement = connection.prepare_cached(sql).await?;
-        Ok(connection.query_one(&statement, params).await?)
+        let result = async {
+            let connection = self.connection().await?;
+            let statement = connection.prepare_cached(sql).await?;
+            Ok(connection.query_one(&statement, params).await?)
+        }
+        .await;
+        self.counters.count(&result);
+        result
     }
 
     /// Runs `sql` as a prepared statement and returns its rows.
@@ -112,9 +127,14 @@ impl AuthClient {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, Error> {
-        let connection = self.connection().await?;
-        let statement = connection.prepare_cached(sql).await?;
-        Ok(connection.query(&statement, params).await?)
+        let result = async {
+            let connection = self.connection().await?;
+            let statement = connection.prepare_cached(sql).await?;
+            Ok(connection.query(&statement, params).await?)
+        }
+        .await;
+        self.counters.count(&result);
+        result
     }
 
     /// Checks one credential with `sql` (one parameter, one composite column): malformed input
@@ -220,6 +240,7 @@ impl std::fmt::Debug for AuthClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthClient")
             .field("pool", &self.pool.status())
+            .field("counters", &self.counters)
             .field("cache", &self.cache)
             .finish()
     }
@@ -252,5 +273,33 @@ mod tests {
         assert!(!stats.listening);
         assert_eq!(stats.entries, 0);
         assert!(!format!("{client:?}").is_empty());
+    }
+
+    #[tokio::test]
+    async fn metrics_count_statements_failures_and_lost_connections() {
+        let config = Config::from_url("host=/nonexistent dbname=app").expect("valid");
+        let client = AuthClient::new(&config).expect("a client");
+        let clone = client.clone();
+        assert_eq!(client.metrics().statements, 0);
+        let err = client.ping().await.expect_err("no server");
+        assert!(err.is_connection(), "{err}");
+        // A malformed credential is answered without a statement.
+        let answer = clone
+            .validate_token("not a token")
+            .await
+            .expect("an answer");
+        assert_eq!(answer.status, crate::Status::Malformed);
+        let metrics = clone.metrics();
+        assert_eq!(
+            (
+                metrics.statements,
+                metrics.failed_statements,
+                metrics.lost_connections
+            ),
+            (1, 1, 1),
+            "{metrics:?}"
+        );
+        assert_eq!((metrics.connections, metrics.waiting), (0, 0));
+        assert!(metrics.cache.is_none());
     }
 }

@@ -225,9 +225,21 @@ async fn outage_under_load(outage: Outage) {
     for task in callers {
         task.await.expect("a caller panicked");
     }
-    assert!(
-        tally.lost.load(Ordering::Relaxed) > 0,
-        "the callers never noticed the server going away"
+    let (answers, lost) = (
+        tally.answers.load(Ordering::Relaxed),
+        tally.lost.load(Ordering::Relaxed),
+    );
+    assert!(lost > 0, "the callers never noticed the server going away");
+    // The client's metrics saw what its callers saw: one statement a check.
+    let metrics = app.metrics();
+    assert_eq!(
+        (
+            metrics.statements,
+            metrics.failed_statements,
+            metrics.lost_connections
+        ),
+        (answers + lost, lost, lost),
+        "{metrics:?}"
     );
 
     // Every credential answers as it was committed before the outage (the callers checked
