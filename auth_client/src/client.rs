@@ -111,14 +111,11 @@ impl AuthClient {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<tokio_postgres::Row, Error> {
-        let result = async {
-            let connection = self.connection().await?;
-            let statement = connection.prepare_cached(sql).await?;
-            Ok(connection.query_one(&statement, params).await?)
+        let mut rows = self.query(sql, params).await?;
+        match (rows.pop(), rows.is_empty()) {
+            (Some(row), true) => Ok(row),
+            _ => Err(Error::decode("a statement answered other than one row")),
         }
-        .await;
-        self.counters.count(&result);
-        result
     }
 
     /// Runs `sql` as a prepared statement and returns its rows.

@@ -13,7 +13,8 @@ pub struct Metrics {
     /// Statements sent to the server (a call answered from the cache, or found malformed
     /// without a round trip, sends none).
     pub statements: u64,
-    /// Statements that failed: the call returned an [`Error`].
+    /// Statements that did not complete: no connection could be had, or the server raised an
+    /// error.
     pub failed_statements: u64,
     /// Of those, failures for which [`Error::is_connection`] holds (the server went away or
     /// could not be reached): a rising count is the signal to alert on.
