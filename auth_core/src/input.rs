@@ -91,6 +91,12 @@ pub enum InputError {
         /// The maximum, in seconds.
         max_seconds: i64,
     },
+    /// An interval argument would carry a time past the range of PostgreSQL's timestamps.
+    #[error("{argument} reaches past the range of timestamps")]
+    OutOfRange {
+        /// The parameter.
+        argument: &'static str,
+    },
     /// An idle timeout is longer than the absolute timeout it must fit in.
     #[error("idle_timeout must not be longer than absolute_timeout")]
     IdleLongerThanAbsolute,
@@ -202,6 +208,40 @@ impl IntervalParts {
             + i128::from(self.days) * MICROS_PER_DAY
             + i128::from(self.micros)
     }
+}
+
+/// The first moment a PostgreSQL timestamp can hold (4714-11-24 BC), in microseconds since
+/// 2000-01-01, PostgreSQL's epoch.
+pub const MIN_TIMESTAMP: i64 = -211_813_488_000_000_000;
+/// The moment just past the last one a PostgreSQL timestamp can hold (294277-01-01).
+pub const END_TIMESTAMP: i64 = 9_223_371_331_200_000_000;
+
+/// Checks that `interval` added to `at` (microseconds since 2000-01-01) stays within the range
+/// of PostgreSQL's timestamps, whatever the calendar does with its months and days.
+///
+/// The check is conservative: a month counts as 31 days and a day as 25 hours (a day that gains
+/// an hour at a daylight saving change), so an interval that lands within about 2 % of the edge
+/// of the range (thousands of years) is refused too.
+pub fn check_reach(
+    argument: &'static str,
+    at: i64,
+    interval: IntervalParts,
+) -> Result<(), InputError> {
+    const MICROS_PER_HOUR: i128 = 3_600_000_000;
+    // Each part moves the time its own way: the result lies between `at` moved back by the
+    // negative parts at their longest and forward by the positive ones.
+    let parts = [
+        i128::from(interval.months) * 31 * 24 * MICROS_PER_HOUR,
+        i128::from(interval.days) * 25 * MICROS_PER_HOUR,
+        i128::from(interval.micros),
+    ];
+    let forward: i128 = parts.iter().filter(|part| **part > 0).sum();
+    let back: i128 = parts.iter().filter(|part| **part < 0).sum();
+    let at = i128::from(at);
+    if at + back < i128::from(MIN_TIMESTAMP) || at + forward >= i128::from(END_TIMESTAMP) {
+        return Err(InputError::OutOfRange { argument });
+    }
+    Ok(())
 }
 
 /// Checks a lifetime: positive, and at most `max_seconds` (by PostgreSQL's interval ordering).
@@ -484,5 +524,50 @@ mod tests {
                 max_seconds: max
             })
         );
+    }
+
+    #[test]
+    fn reach_stays_within_the_range_of_timestamps() {
+        // 2026-11-24, in microseconds since 2000-01-01.
+        let now = 851_385_600_000_000;
+        let years = |n: i32| IntervalParts {
+            months: 12 * n,
+            days: 0,
+            micros: 0,
+        };
+        let argument = "grace";
+        for fine in [years(1), years(-1000), years(250_000), years(0)] {
+            assert_eq!(check_reach(argument, now, fine), Ok(()), "{fine:?}");
+        }
+        let out = Err(InputError::OutOfRange { argument });
+        for far in [
+            years(300_000),
+            years(-7_000),
+            years(178_000_000),
+            IntervalParts {
+                months: i32::MAX,
+                days: i32::MAX,
+                micros: i64::MAX,
+            },
+            IntervalParts {
+                months: i32::MIN,
+                days: i32::MIN,
+                micros: i64::MIN,
+            },
+            IntervalParts {
+                months: 0,
+                days: 0,
+                micros: i64::MAX,
+            },
+        ] {
+            assert_eq!(check_reach(argument, now, far), out, "{far:?}");
+        }
+        let one_micro = IntervalParts {
+            months: 0,
+            days: 0,
+            micros: 1,
+        };
+        assert_eq!(check_reach(argument, END_TIMESTAMP - 2, one_micro), Ok(()));
+        assert_eq!(check_reach(argument, END_TIMESTAMP - 1, one_micro), out);
     }
 }

@@ -24,7 +24,7 @@ use crate::error::{AuthPgError, OrRaise};
 use crate::fmgr::function_info_v1;
 use crate::jsonb::Jsonb;
 use crate::storage::{Rel, Row};
-use crate::tokens::{check_metadata, generate};
+use crate::tokens::{check_metadata, generate, later};
 use crate::usage::USAGE;
 use crate::{hash_key, notify, writing};
 
@@ -449,7 +449,7 @@ fn rotate_api_key(
         .ok_or(InputError::Null { argument: "grace" })
         .or_raise(FUNCTION);
     let now = TimestampWithTimeZone::try_from(statement_time()).expect("a valid timestamp");
-    let grace_ends = now + grace;
+    let grace_ends = later(now, grace, "grace", FUNCTION);
     if grace_ends.into_inner() < now.into_inner() {
         AuthPgError::from(InputError::Negative { argument: "grace" }).raise(FUNCTION);
     }

@@ -133,6 +133,7 @@ impl AuthPgError {
             }
             Self::Input(InputError::TooLong { .. }) => ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
             Self::Input(InputError::TooMany { .. }) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            Self::Input(InputError::OutOfRange { .. }) => ERRCODE_DATETIME_FIELD_OVERFLOW,
             Self::Input(_) | Self::NotPositiveCount { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             Self::SessionLimit { .. } => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             Self::JsonTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
@@ -183,6 +184,9 @@ impl AuthPgError {
             }
             Self::Input(InputError::NotPositive { .. }) => {
                 "Pass an interval greater than zero, such as '1 hour'.".into()
+            }
+            Self::Input(InputError::OutOfRange { .. }) => {
+                "Pass an interval of years, not of hundreds of thousands of years.".into()
             }
             Self::Input(InputError::TooLongInterval { setting, .. }) => {
                 format!("Pass a shorter interval; the maximum is the setting {setting}.")

@@ -20,7 +20,7 @@ use crate::fmgr::{self, CompositeResult, function_info_v1};
 use crate::gucs::{self, SessionLimitAction};
 use crate::jsonb::Jsonb;
 use crate::storage::{self, KeyLookup, Rel, Row};
-use crate::tokens::{check_metadata, generate, interval_parts, write_one};
+use crate::tokens::{check_metadata, generate, interval_parts, later, write_one};
 use crate::writing::Guard;
 use crate::{edits, hash_key, notify};
 
@@ -313,8 +313,8 @@ fn create_session(
         .expect("the statement's start time is a valid timestamp");
     let idle = idle_timeout.expect("check_session_timeouts refuses NULL");
     let absolute = absolute_timeout.expect("check_session_timeouts refuses NULL");
-    let absolute_expires_at = now + absolute;
-    let idle_expires_at = now + idle;
+    let absolute_expires_at = later(now, absolute, "absolute_timeout", FUNCTION);
+    let idle_expires_at = later(now, idle, "idle_timeout", FUNCTION);
     let idle_expires_at = if idle_expires_at.into_inner() > absolute_expires_at.into_inner() {
         absolute_expires_at
     } else {

@@ -126,6 +126,20 @@ pub(crate) fn interval_parts(interval: Option<&Interval>) -> Option<IntervalPart
     })
 }
 
+/// `at` moved by `interval`. An interval that could carry it past the range of timestamps is
+/// refused with an ERROR that names `argument`, rather than left to PostgreSQL's arithmetic to
+/// refuse with one that names nothing.
+pub(crate) fn later(
+    at: TimestampWithTimeZone,
+    interval: Interval,
+    argument: &'static str,
+    function: &'static str,
+) -> TimestampWithTimeZone {
+    let parts = interval_parts(Some(&interval)).expect("an interval has parts");
+    input::check_reach(argument, at.into_inner(), parts).or_raise(function);
+    at + interval
+}
+
 /// Runs a data-modifying statement and returns the first column of its first row, if any.
 pub(crate) fn write_one<T: FromDatum + IntoDatum>(
     query: &str,
@@ -175,7 +189,7 @@ fn issue_token(
 
     let now = TimestampWithTimeZone::try_from(statement_time())
         .expect("the statement's start time is a valid timestamp");
-    let expires_at = now + ttl;
+    let expires_at = later(now, ttl, "ttl", FUNCTION);
     if expires_at.into_inner() <= now.into_inner() {
         // Calendar arithmetic can undo a positive-looking interval ('1 month -30 days' in
         // February): judge by where it lands.

@@ -320,6 +320,11 @@ impl Cluster {
                     OsStr::new("start"),
                 ],
             )
+            // The same server whatever the shell that runs the tests: with Rust backtraces on,
+            // an error PostgreSQL raises inside auth_pg's Rust code carries a backtrace in its
+            // DETAIL, which the hostile sweep sees, so the tests find such paths everywhere.
+            .env("RUST_BACKTRACE", "1")
+            .env_remove("RUST_LIB_BACKTRACE")
             .stdout(Stdio::null())
             .output();
         if !output.as_ref().is_ok_and(|o| o.status.success()) {

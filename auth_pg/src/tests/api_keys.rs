@@ -157,6 +157,15 @@ mod tests {
             sqlstate_of("SELECT auth_pg.rotate_api_key('acme', 'key_nope', '1 hour')"),
             Some(ERRCODE_NO_DATA_FOUND)
         );
+        // A grace period past the last representable time: an ERROR that names the argument,
+        // and the key is left as it was.
+        let endless =
+            format!("SELECT auth_pg.rotate_api_key('acme', '{new_id}', '178000000 years')");
+        let error = super::error_of(&endless).expect("an endless grace period is refused");
+        assert_eq!(error.code, ERRCODE_DATETIME_FIELD_OVERFLOW);
+        assert_eq!(error.message, "grace reaches past the range of timestamps");
+        assert!(error.hint.is_some());
+        assert_in_step("acme");
     }
 
     #[pg_test]
