@@ -9,7 +9,7 @@ mod tests {
     use pgrx::{PgSqlErrorCode, Spi};
 
     use crate::api_keys::col;
-    use crate::tests::sqlstate_of;
+    use crate::tests::{error_of, sqlstate_of};
 
     fn create_org(org_id: &str) {
         Spi::run_with_args(
@@ -161,7 +161,7 @@ mod tests {
         // and the key is left as it was.
         let endless =
             format!("SELECT auth_pg.rotate_api_key('acme', '{new_id}', '178000000 years')");
-        let error = super::error_of(&endless).expect("an endless grace period is refused");
+        let error = error_of(&endless).expect("an endless grace period is refused");
         assert_eq!(error.code, ERRCODE_DATETIME_FIELD_OVERFLOW);
         assert_eq!(error.message, "grace reaches past the range of timestamps");
         assert!(error.hint.is_some());
