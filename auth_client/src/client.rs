@@ -160,6 +160,30 @@ impl AuthClient {
         .await
     }
 
+    /// Like [`check`](Self::check), for a check that writes: it always reaches the server, and
+    /// its answer replaces what the cache held for the credential.
+    pub(crate) async fn check_on_server<R, T>(
+        &self,
+        kind: CredentialKind,
+        sql: &str,
+        credential: &str,
+        malformed: impl FnOnce() -> T,
+    ) -> Result<T, Error>
+    where
+        R: for<'a> FromSql<'a>,
+        T: TryFrom<R, Error = Error> + Cached,
+    {
+        if auth_core::check_format(kind, credential.as_bytes()).is_err() {
+            return Ok(malformed());
+        }
+        self.through_server(
+            |cache| cache.credential_key(kind, credential),
+            self.fetch_check::<R, T>(sql, credential),
+            T::to_answer,
+        )
+        .await
+    }
+
     /// Answers from the cache what it holds under `key` (read by `read`), else runs `fetch`
     /// and stores what `keep` makes of its answer. Without a cache, just runs `fetch`.
     pub(crate) async fn through_cache<T>(
@@ -180,6 +204,33 @@ impl AuthClient {
             tokio::task::consume_budget().await;
             return Ok(answer);
         }
+        Self::fetch_and_store(cache, key, fetch, keep).await
+    }
+
+    /// Runs `fetch` on the server whatever the cache holds, and stores what `keep` makes of its
+    /// answer under `key`: for a call that must reach the server every time because it writes
+    /// (a touch), and whose answer is also the freshest answer to a check.
+    pub(crate) async fn through_server<T>(
+        &self,
+        key: impl FnOnce(&Cache) -> Key,
+        fetch: impl Future<Output = Result<T, Error>>,
+        keep: impl FnOnce(&T) -> Option<(Answer, Option<SystemTime>)>,
+    ) -> Result<T, Error> {
+        let Some(cache) = self.cache.as_deref().filter(|cache| cache.serving()) else {
+            return fetch.await;
+        };
+        let key = key(cache);
+        Self::fetch_and_store(cache, key, fetch, keep).await
+    }
+
+    async fn fetch_and_store<T>(
+        cache: &Cache,
+        key: Key,
+        fetch: impl Future<Output = Result<T, Error>>,
+        keep: impl FnOnce(&T) -> Option<(Answer, Option<SystemTime>)>,
+    ) -> Result<T, Error> {
+        // The ticket is taken before the call is sent: an invalidation heard while it runs
+        // makes the store refuse its answer.
         let ticket = cache.ticket();
         let answer = fetch.await?;
         if let (Some(ticket), Some((stored, expires_at))) = (ticket, keep(&answer)) {

@@ -166,8 +166,11 @@ impl AuthClient {
     /// most once per `auth_pg.session_touch_interval`. A malformed string is answered here
     /// without a round trip, exactly as the server would answer it. Needs the
     /// `auth_pg_validator` role.
+    ///
+    /// With a cache, a touch is never answered from memory (it would not slide the deadline);
+    /// its answer replaces the one the cache held for the session.
     pub async fn touch_session(&self, token: &str) -> Result<SessionValidation, Error> {
-        self.check::<SessionValidationRecord, _>(
+        self.check_on_server::<SessionValidationRecord, _>(
             CredentialKind::Session,
             TOUCH_SESSION,
             token,

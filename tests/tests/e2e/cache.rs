@@ -165,6 +165,66 @@ async fn a_change_made_through_the_cached_client_is_seen_at_once() {
     );
 }
 
+/// A touch is never answered from memory, which would leave the idle deadline where it was:
+/// every touch reaches the server and slides it, and the cache then holds the last touch's
+/// answer.
+#[tokio::test]
+async fn every_touch_reaches_the_server() {
+    let db = TestDb::new("cache_touch");
+    // Every touch writes.
+    db.psql(&format!(
+        "ALTER DATABASE {} SET auth_pg.session_touch_interval = 0",
+        db.name()
+    ));
+    let admin = db.client(roles::ADMIN);
+    let app = db.cached_client(roles::VALIDATOR, 1000).await;
+    let session = open_session(&admin, "user-1").await;
+    let checked = app
+        .validate_session(session.expose_secret())
+        .await
+        .expect("validate");
+    assert!(checked.is_valid());
+    let mut deadline = checked.idle_expires_at.expect("an idle deadline");
+
+    let sent = app.metrics().statements;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let touched = app
+            .touch_session(session.expose_secret())
+            .await
+            .expect("touch");
+        assert!(touched.is_valid());
+        let moved = touched.idle_expires_at.expect("an idle deadline");
+        assert!(moved > deadline, "a touch slides the idle deadline");
+        deadline = moved;
+    }
+    assert_eq!(app.metrics().statements, sent + 3, "one statement a touch");
+    let moved_on_server = db.psql(&format!(
+        "SELECT count(*) FROM auth_pg.sessions \
+         WHERE user_id = 'user-1' \
+           AND extract(epoch FROM idle_expires_at) * 1000000 = {}",
+        deadline
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_micros()
+    ));
+    assert_eq!(
+        moved_on_server.trim(),
+        "1",
+        "the server holds the last deadline"
+    );
+
+    // A check is then answered from memory, with the last touch's deadline.
+    let hits = stats(&app).hits;
+    let checked = app
+        .validate_session(session.expose_secret())
+        .await
+        .expect("validate");
+    assert_eq!(checked.idle_expires_at, Some(deadline));
+    assert_eq!(stats(&app).hits, hits + 1);
+    assert_eq!(app.metrics().statements, sent + 3);
+}
+
 #[tokio::test]
 async fn api_key_session_and_permission_answers_follow_the_server() {
     let db = TestDb::new("cache_every_kind");
