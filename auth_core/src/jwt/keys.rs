@@ -647,7 +647,8 @@ pub(super) fn jwk_kind(kty: &str, crv: Option<&str>) -> KeyKind {
 
 /// Checks a decoded public key against its algorithm, so that a key that could never verify
 /// is refused now: an RSA modulus of 2048 to 4096 bits and a sane exponent, an EC point of the
-/// algorithm's curve and on it, an Ed25519 key of 32 bytes that is a valid point.
+/// algorithm's curve and on it, an Ed25519 key of 32 bytes that is a valid point not of small
+/// order.
 fn checked_verifying_key(algorithm: Algorithm, key: DecodingKey) -> Result<VerifyingKey, KeyError> {
     let invalid = KeyError::InvalidKey { algorithm };
     let key = match algorithm.key_kind() {
@@ -685,7 +686,8 @@ fn checked_verifying_key(algorithm: Algorithm, key: DecodingKey) -> Result<Verif
 }
 
 /// The key made ready to verify (see [`Prepared`]). Preparing checks it: an EC point must be on
-/// the algorithm's curve, an Ed25519 key a valid point of 32 bytes, RSA components a key aws-lc
+/// the algorithm's curve, an Ed25519 key a valid point of 32 bytes and not of small order
+/// (see below), RSA components a key aws-lc
 /// accepts; anything else is `InvalidKey`, now rather than at every verification.
 fn prepared(algorithm: Algorithm, key: DecodingKey) -> Result<VerifyingKey, KeyError> {
     let invalid = KeyError::InvalidKey { algorithm };
@@ -717,7 +719,15 @@ fn prepared(algorithm: Algorithm, key: DecodingKey) -> Result<VerifyingKey, KeyE
         Algorithm::ES384 => public_key(&lc::ECDSA_P384_SHA384_FIXED)?,
         Algorithm::EdDSA => {
             let point: &[u8; 32] = bytes()?.try_into().map_err(|_| invalid)?;
-            Prepared::Ed25519(ed25519_dalek::VerifyingKey::from_bytes(point).map_err(|_| invalid)?)
+            let key = ed25519_dalek::VerifyingKey::from_bytes(point).map_err(|_| invalid)?;
+            // A point of small order (the identity, among eight) is a valid encoding, but with
+            // it the signature R = identity, S = 0 verifies every message: such a key would
+            // accept forged tokens, so it is refused. With any other point, the RFC 8032 check
+            // that `verifies` makes needs the private key to pass.
+            if key.is_weak() {
+                return Err(invalid);
+            }
+            Prepared::Ed25519(key)
         }
     };
     Ok(VerifyingKey {
@@ -1160,6 +1170,23 @@ mod tests {
                 algorithm: Algorithm::EdDSA
             }
         );
+        // Points of small order decode, but verify forged signatures: the identity (with it,
+        // R = identity and S = 0 verify any message) and the point of order 2.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut order_two = [0xffu8; 32];
+        order_two[0] = 0xec;
+        order_two[31] = 0x7f;
+        for weak in [identity, order_two] {
+            assert!(ed25519_dalek::VerifyingKey::from_bytes(&weak).is_ok());
+            ed["x"] = URL_SAFE_NO_PAD.encode(weak).into();
+            assert_eq!(
+                parse_err(Algorithm::EdDSA, &ed.to_string()),
+                KeyError::InvalidKey {
+                    algorithm: Algorithm::EdDSA
+                }
+            );
+        }
         ed["crv"] = "Ed448".into();
         assert_eq!(
             parse_err(Algorithm::EdDSA, &ed.to_string()),

@@ -433,7 +433,30 @@ mod tests {
         let swapped = format!("SELECT auth_pg.add_jwt_key('k', '{SECRET}', 'HS256')");
         let inline_swapped = format!("SELECT auth_pg.jwt_verify('a.b.c', 'HS256', '{SECRET}')");
         let duplicate = format!("SELECT auth_pg.add_jwt_key('mis-hs', 'HS512', '{SECRET}')");
+        // The Ed25519 identity point, a valid encoding of a point of small order: with it as
+        // the key, the signature R = identity, S = 0 would verify any claims.
+        let weak =
+            r#"{"kty":"OKP","crv":"Ed25519","x":"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#;
+        let forged = format!(
+            "{}.{}.{}",
+            base64url(br#"{"alg":"EdDSA","kid":"k"}"#),
+            base64url(format!(r#"{{"sub":"admin","exp":{}}}"#, now() + 3600).as_bytes()),
+            base64url(&{
+                let mut signature = [0u8; 64];
+                signature[0] = 1;
+                signature
+            })
+        );
+        let weak_key = format!("SELECT auth_pg.add_jwt_key('k', 'EdDSA', '{weak}')");
+        let weak_jwks = format!(
+            "SELECT auth_pg.import_jwks('{{\"keys\": [{}]}}')",
+            weak.replace('}', r#","kid":"k","alg":"EdDSA"}"#)
+        );
+        let weak_inline = format!("SELECT auth_pg.jwt_verify('{forged}', '{weak}', 'EdDSA')");
         let cases: Vec<(&str, PgSqlErrorCode)> = vec![
+            (weak_key.as_str(), ERRCODE_INVALID_PARAMETER_VALUE),
+            (weak_jwks.as_str(), ERRCODE_INVALID_PARAMETER_VALUE),
+            (weak_inline.as_str(), ERRCODE_INVALID_PARAMETER_VALUE),
             (
                 "SELECT auth_pg.add_jwt_key(NULL, 'HS256', repeat('s', 32))",
                 ERRCODE_NULL_VALUE_NOT_ALLOWED,
