@@ -153,6 +153,8 @@ pub(crate) enum Unrepresentable {
     NulCharacter,
     /// More data in one container than a `JEntry` can address (256 MB).
     TooLarge,
+    /// A number beyond what `numeric` holds (`1e200000`), which `numeric_in` refuses.
+    NumberOutOfRange,
 }
 
 /// `value` as a complete `jsonb` varlena (4-byte header included), as `jsonb_in` would make it
@@ -273,7 +275,7 @@ impl Encoder {
             Value::Bool(false) => Ok(JENTRY_ISBOOL_FALSE),
             Value::Bool(true) => Ok(JENTRY_ISBOOL_TRUE),
             Value::String(text) => self.string(text),
-            Value::Number(number) => Ok(self.number(number)),
+            Value::Number(number) => self.number(number),
             Value::Array(items) => {
                 self.container(JB_FARRAY, items.iter().map(Child::Value), items.len())
             }
@@ -293,26 +295,84 @@ impl Encoder {
         Ok(JENTRY_ISSTRING | length)
     }
 
-    fn number(&mut self, number: &Number) -> u32 {
+    fn number(&mut self, number: &Number) -> Result<u32, Unrepresentable> {
+        let numeric = numeric(number)?;
         let padding = self.pad();
-        let numeric = numeric(number);
         self.buffer.extend_from_slice(&numeric);
-        // A numeric is at most a few thousand bytes: no overflow.
-        JENTRY_ISNUMERIC | (padding + numeric.len() as u32)
+        let length = u32::try_from(numeric.len())
+            .ok()
+            .and_then(|length| length.checked_add(padding))
+            .filter(|length| *length <= JENTRY_OFFLENMASK)
+            .ok_or(Unrepresentable::TooLarge)?;
+        Ok(JENTRY_ISNUMERIC | length)
     }
 }
 
-/// The `numeric` varlena `numeric_in` makes of `number`'s JSON text.
-pub(crate) fn numeric(number: &Number) -> Vec<u8> {
+/// The `numeric` varlena `numeric_in` makes of `number`'s JSON text, or `NumberOutOfRange`
+/// where `numeric_in` would raise an ERROR instead.
+pub(crate) fn numeric(number: &Number) -> Result<Vec<u8>, Unrepresentable> {
     if let Some(value) = number.as_u64() {
-        return integer_numeric(false, value);
+        return Ok(integer_numeric(false, value));
     }
     if let Some(value) = number.as_i64() {
-        return integer_numeric(value < 0, value.unsigned_abs());
+        return Ok(integer_numeric(value < 0, value.unsigned_abs()));
     }
-    // A float: serde_json prints it in Rust's shortest form (exponents included), which
-    // `numeric_in` reads.
-    numeric_in(&number.to_string())
+    // Any other number: its JSON text, every digit kept (serde_json's arbitrary precision),
+    // which `numeric_in` reads when it is within `numeric`'s range.
+    let text = number.to_string();
+    if !numeric_holds(&text) {
+        return Err(Unrepresentable::NumberOutOfRange);
+    }
+    Ok(numeric_in(&text))
+}
+
+/// Whether `numeric_in` accepts `text`, a JSON number: it refuses one whose value has more
+/// than 16 383 digits after the point (`NUMERIC_DSCALE_MAX`) or a weight beyond
+/// `NUMERIC_WEIGHT_MAX` base-10000 digits, counted as `numeric_in` counts them (every digit
+/// written, the exponent added), and an exponent beyond `INT_MAX / 2` before it counts.
+pub(crate) fn numeric_holds(text: &str) -> bool {
+    const MAX_EXPONENT: i64 = i32::MAX as i64 / 2;
+    const MAX_DSCALE: i64 = 0x3FFF;
+    // A weight of 0x7FFF base-10000 digits: decimal weights up to 4 * 0x7FFF + 3.
+    const MAX_DECIMAL_WEIGHT: i64 = 4 * 0x7FFF + 3;
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], &unsigned[at + 1..]),
+        None => (unsigned, "0"),
+    };
+    // JSON allows leading zeros in an exponent (`1e0001`), and so does `numeric_in`.
+    let exponent_digits = exponent
+        .trim_start_matches(['+', '-'])
+        .trim_start_matches('0');
+    // Far out of range (and parsing it could overflow).
+    if exponent_digits.len() > 18 {
+        return false;
+    }
+    let magnitude = if exponent_digits.is_empty() {
+        0
+    } else {
+        let Ok(magnitude) = exponent_digits.parse::<i64>() else {
+            return false;
+        };
+        magnitude
+    };
+    if magnitude >= MAX_EXPONENT {
+        return false;
+    }
+    let exponent = if exponent.starts_with('-') {
+        -magnitude
+    } else {
+        magnitude
+    };
+    let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let (Ok(integer_digits), Ok(fraction_digits)) =
+        (i64::try_from(integer.len()), i64::try_from(fraction.len()))
+    else {
+        return false;
+    };
+    let dscale = (fraction_digits - exponent).max(0);
+    let dweight = integer_digits - 1 + exponent;
+    dscale <= MAX_DSCALE && dweight <= MAX_DECIMAL_WEIGHT
 }
 
 /// The `numeric` varlena `numeric_in` makes of `text`, a number's decimal text.

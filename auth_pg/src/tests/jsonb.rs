@@ -5,7 +5,7 @@ mod tests {
     use pgrx::prelude::*;
     use serde_json::{Map, Number, Value, json};
 
-    use crate::jsonb::{Unrepresentable, encode, numeric, numeric_in};
+    use crate::jsonb::{Unrepresentable, encode, numeric, numeric_holds, numeric_in};
 
     /// The varlena `jsonb_in` makes of `value`'s JSON text.
     fn jsonb_in(value: &Value) -> Vec<u8> {
@@ -198,9 +198,64 @@ mod tests {
         for integer in &integers {
             assert_eq!(
                 numeric(integer),
-                numeric_in(&integer.to_string()),
+                Ok(numeric_in(&integer.to_string())),
                 "the numeric of {integer}"
             );
+        }
+    }
+
+    /// `numeric_holds` agrees with `numeric_in` at the edges of `numeric`'s range, and a number
+    /// beyond them is `NumberOutOfRange`, never an ERROR.
+    #[pg_test]
+    fn numbers_beyond_numeric_have_no_jsonb_form() {
+        let zeros = |n: usize| "0".repeat(n);
+        let nines = |n: usize| "9".repeat(n);
+        let texts = [
+            "1e1000".to_owned(),
+            "1e1001".to_owned(),
+            "1E+1000".to_owned(),
+            "1e-1000".to_owned(),
+            "-1e-1001".to_owned(),
+            "-2.5e-1000".to_owned(),
+            "1e0000000000000000000000001000".to_owned(),
+            "1e0000000000000000000000001001".to_owned(),
+            "1e99999999999999999999999".to_owned(),
+            "1e200000".to_owned(),
+            "1e131071".to_owned(),
+            "1e131072".to_owned(),
+            "1e-16383".to_owned(),
+            "1e-16384".to_owned(),
+            "0e-20000".to_owned(),
+            "1e-2000000000".to_owned(),
+            format!("0.{}1", zeros(16_382)),
+            format!("0.{}1", zeros(16_383)),
+            format!("1.{}e-1", zeros(16_382)),
+            format!("1.{}e-1", zeros(16_383)),
+            format!("{}.5", nines(131_072)),
+            format!("{}.5", nines(131_073)),
+            format!("{}e1000", nines(130_072)),
+            format!("{}e1000", nines(130_073)),
+        ];
+        for text in &texts {
+            let accepted =
+                crate::tests::error_of(&format!("SELECT '{text}'::pg_catalog.numeric")).is_none();
+            let shown: String = text.chars().take(40).collect();
+            assert_eq!(
+                numeric_holds(text),
+                accepted,
+                "{shown}... ({} bytes)",
+                text.len()
+            );
+            let value: Value = serde_json::from_str(&format!("{{\"n\": {text}}}")).expect("JSON");
+            if accepted {
+                assert!(encode(&value).is_ok(), "{shown}");
+            } else {
+                assert_eq!(
+                    encode(&value),
+                    Err(Unrepresentable::NumberOutOfRange),
+                    "{shown}"
+                );
+            }
         }
     }
 
