@@ -376,6 +376,14 @@ mod tests {
                     SECRET.as_bytes(),
                 ),
             ),
+            (
+                "a number numeric cannot hold",
+                hand_made(
+                    header,
+                    &format!(r#"{{"exp":{exp},"x":1e200000}}"#),
+                    SECRET.as_bytes(),
+                ),
+            ),
         ];
         for (what, token) in &cases {
             let started = Instant::now();
