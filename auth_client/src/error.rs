@@ -16,7 +16,8 @@ pub enum ErrorKind {
     Config,
     /// No connection was available in time, or one could not be opened.
     Pool,
-    /// The server raised an error (see [`Error::code`]).
+    /// The server raised an error (see [`Error::code`]), or the connection was lost (see
+    /// [`Error::is_connection`]).
     Db,
     /// The server's answer was not what this version of the client expects.
     Decode,
@@ -78,22 +79,32 @@ impl Error {
         self.code() == Some(&SqlState::CONFIGURATION_LIMIT_EXCEEDED)
     }
 
-    /// Whether the connection was lost or could not be had; retrying may succeed. Besides
-    /// errors with no SQLSTATE (a closed socket, a refused connection), that is what the server
-    /// says when it ends or refuses a connection: class 08 (connection exception), 53300 (too
-    /// many connections), 57P01 and 57P02 (shut down by an administrator or after another
-    /// process's crash), 57P03 (starting up, or in recovery after a crash) and 57P05 (idle
-    /// session timeout).
+    /// Whether the connection was lost or could not be had; retrying may succeed. Besides a
+    /// closed connection and a failed read or write on its socket, that is what the server says
+    /// when it ends or refuses a connection: class 08 (connection exception), 53300 (too many
+    /// connections), 57P01 and 57P02 (shut down by an administrator or after another process's
+    /// crash), 57P03 (starting up, or in recovery after a crash) and 57P05 (idle session
+    /// timeout).
     pub fn is_connection(&self) -> bool {
         match self.kind {
             ErrorKind::Pool => true,
             ErrorKind::Db => self
                 .source
                 .downcast_ref::<tokio_postgres::Error>()
-                .is_some_and(|err| err.is_closed() || err.code().is_none_or(ends_connection)),
+                .is_some_and(|err| match err.code() {
+                    Some(code) => ends_connection(code),
+                    None => is_lost_connection(err),
+                }),
             _ => false,
         }
     }
+}
+
+/// Whether an error the server did not raise is the connection's: closed, or its socket
+/// failed (a refused or reset connection, a timeout while connecting).
+fn is_lost_connection(err: &tokio_postgres::Error) -> bool {
+    err.is_closed()
+        || std::error::Error::source(err).is_some_and(|source| source.is::<std::io::Error>())
 }
 
 /// Whether a server error with `code` means the connection ended or could not be opened.
@@ -110,9 +121,17 @@ fn ends_connection(code: &SqlState) -> bool {
 }
 
 impl From<tokio_postgres::Error> for Error {
+    /// What the server raised, or a lost connection, is `Db`; anything else tokio-postgres
+    /// reports (a column of an unexpected type, a value that does not decode, a protocol
+    /// message out of place) means the answer was not what this client expects: `Decode`.
     fn from(err: tokio_postgres::Error) -> Self {
+        let kind = if err.as_db_error().is_some() || is_lost_connection(&err) {
+            ErrorKind::Db
+        } else {
+            ErrorKind::Decode
+        };
         Self {
-            kind: ErrorKind::Db,
+            kind,
             source: Box::new(err),
         }
     }

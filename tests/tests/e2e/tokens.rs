@@ -460,3 +460,46 @@ fn credentials_never_show_in_debug_output() {
     let shown = format!("{credential:?} {credential}");
     assert!(!shown.contains(&credential.expose_secret()[5..]), "{shown}");
 }
+
+/// What tokio-postgres reports becomes an `auth_client::Error` of the kind that says what to
+/// do: an answer that does not decode is `Decode` and not worth a retry, a lost connection is,
+/// and what the server raised keeps its SQLSTATE.
+#[tokio::test]
+async fn errors_are_classified_by_what_a_caller_can_do() {
+    let db = TestDb::new("error_kinds");
+    let (client, connection) = tokio_postgres::connect(&db.url(roles::ADMIN), NoTls)
+        .await
+        .expect("connect");
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+
+    let row = client
+        .query_one("SELECT 'not a number'::text", &[])
+        .await
+        .expect("query");
+    let undecodable = auth_client::Error::from(row.try_get::<_, i32>(0).expect_err("a text"));
+    assert_eq!(undecodable.kind(), ErrorKind::Decode);
+    assert!(!undecodable.is_connection());
+
+    let raised = auth_client::Error::from(
+        client
+            .query_one("SELECT 1 / 0", &[])
+            .await
+            .expect_err("division by zero"),
+    );
+    assert_eq!(raised.kind(), ErrorKind::Db);
+    assert_eq!(raised.code(), Some(&SqlState::DIVISION_BY_ZERO));
+    assert!(!raised.is_connection());
+
+    driver.abort();
+    let _ = driver.await;
+    let lost = auth_client::Error::from(
+        client
+            .query_one("SELECT 1", &[])
+            .await
+            .expect_err("no connection"),
+    );
+    assert_eq!(lost.kind(), ErrorKind::Db);
+    assert!(lost.is_connection(), "{lost}");
+}
