@@ -472,6 +472,15 @@ impl Cache {
         }
     }
 
+    /// Applies a burst of `count` notifications at once, whatever they say: forgets everything.
+    pub(crate) fn invalidate_burst(&self, count: usize) {
+        self.forget(&Forget::Everything);
+        let more = u64::try_from(count.saturating_sub(1)).unwrap_or(u64::MAX);
+        self.counters
+            .invalidations
+            .fetch_add(more, Ordering::Relaxed);
+    }
+
     /// The listener is listening: start serving, with the server's clock as estimated.
     pub(crate) fn listening(&self, clock: Clock) {
         let mut gate = self.gate_write();

@@ -1,7 +1,7 @@
 //! The client: one pool, prepared statements, typed calls (each capability in its own module).
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use auth_core::CredentialKind;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -35,7 +35,7 @@ impl AuthClient {
             let options = format!(
                 "{} -c statement_timeout={}",
                 pg.get_options().unwrap_or_default(),
-                timeout.as_millis()
+                timeout_millis(timeout)
             );
             pg.options(options.trim());
         }
@@ -284,6 +284,12 @@ impl AuthClient {
     }
 }
 
+/// A statement timeout as PostgreSQL's setting takes it: whole milliseconds, rounded up, and at
+/// least one (`0` would mean no timeout at all).
+fn timeout_millis(timeout: Duration) -> u128 {
+    timeout.as_micros().div_ceil(1000).max(1)
+}
+
 impl std::fmt::Debug for AuthClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthClient")
@@ -298,6 +304,19 @@ impl std::fmt::Debug for AuthClient {
 mod tests {
     use super::*;
     use crate::ErrorKind;
+
+    #[test]
+    fn a_timeout_under_a_millisecond_is_never_no_timeout() {
+        for (timeout, millis) in [
+            (Duration::ZERO, 1),
+            (Duration::from_micros(500), 1),
+            (Duration::from_micros(1_001), 2),
+            (Duration::from_millis(250), 250),
+            (Duration::from_secs(2), 2_000),
+        ] {
+            assert_eq!(timeout_millis(timeout), millis, "{timeout:?}");
+        }
+    }
 
     #[test]
     fn a_cache_needs_a_tokio_runtime_and_says_so() {

@@ -84,7 +84,8 @@ impl Config {
         self
     }
 
-    /// The server-side `statement_timeout` of every connection; `None` keeps the server's.
+    /// The server-side `statement_timeout` of every connection, in whole milliseconds rounded
+    /// up (so never 0, which PostgreSQL reads as no timeout); `None` keeps the server's.
     pub fn statement_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
         self.statement_timeout = timeout;
         self

@@ -2,8 +2,9 @@
 //! hands every notification to the cache, reconnecting when it is lost.
 //!
 //! While it is not listening the cache serves nothing (see `crate::cache`). A connection that
-//! goes silent without closing (a network partition) is noticed by a heartbeat query, sent
-//! every [`HEARTBEAT`] and given as long to answer.
+//! goes silent without closing (a network partition), or whose server backend does not listen
+//! (a pooler in transaction mode), is noticed by a heartbeat query, sent every [`HEARTBEAT`]
+//! and given as long to answer.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use auth_core::invalidation::CHANNEL;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::{AsyncMessage, NoTls, SimpleQueryMessage};
 
 use crate::Error;
 use crate::cache::{Cache, Clock};
@@ -21,6 +22,9 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_secs(2);
 /// The wait before the first reconnection, doubled after each failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Notifications waiting at once from which the listener stops reading them one by one and
+/// forgets everything instead.
+const BURST: usize = 64;
 
 /// Aborts a task when dropped: the listener stops with the last client that shares it, and the
 /// listener's connection driver with the listener.
@@ -112,21 +116,54 @@ async fn listen(pg: &tokio_postgres::Config, cache: &Cache) -> bool {
     // query that starts after this point, and nothing is stored from one that started earlier.
     cache.listening(clock);
 
-    let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    heartbeat.tick().await;
-    loop {
-        tokio::select! {
-            payload = notifications.recv() => match payload {
-                Some(payload) => cache.invalidate(&payload),
-                None => return true,
-            },
-            _ = heartbeat.tick() => {
-                let answered = tokio::time::timeout(HEARTBEAT, client.simple_query("SELECT 1")).await;
-                if !matches!(answered, Ok(Ok(_))) {
-                    return true;
+    // Notifications are applied as they arrive, and the heartbeat runs beside them: a slow
+    // answer to it never holds an invalidation back. Whichever ends first ends the connection.
+    let apply = async {
+        let mut batch = Vec::with_capacity(BURST);
+        while notifications.recv_many(&mut batch, BURST).await > 0 {
+            // Any role may NOTIFY: a flood of notifications (each of which may cost a pass
+            // over the cache) is met with one forgetting of everything per burst, so that a
+            // real revocation behind it is applied without delay.
+            if batch.len() >= BURST {
+                cache.invalidate_burst(batch.len());
+            } else {
+                for payload in &batch {
+                    cache.invalidate(payload);
                 }
             }
+            batch.clear();
         }
+    };
+    let beat = async {
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await;
+        loop {
+            heartbeat.tick().await;
+            let answered =
+                tokio::time::timeout(HEARTBEAT, client.simple_query(&still_listening())).await;
+            // The answer must come from a backend that listens: behind a pooler that hands
+            // each statement to any server connection, LISTEN may have been left on another
+            // one, and nothing would ever be heard.
+            let listening = matches!(&answered, Ok(Ok(messages)) if messages.iter().any(|message| {
+                matches!(message, SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))
+            }));
+            if !listening {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = apply => {}
+        () = beat => {}
     }
+    true
+}
+
+/// The heartbeat's query: whether this connection's backend listens on the channel.
+fn still_listening() -> String {
+    format!(
+        "SELECT '{CHANNEL}' OPERATOR(pg_catalog.=) ANY \
+         (ARRAY(SELECT pg_catalog.pg_listening_channels()))"
+    )
 }

@@ -225,6 +225,41 @@ async fn every_touch_reaches_the_server() {
     assert_eq!(app.metrics().statements, sent + 3);
 }
 
+/// Any role may NOTIFY on the channel. A flood of notifications, from a role with no grant,
+/// is applied in bursts (each forgets everything, which is always safe), every one counted,
+/// and a real revocation sent behind it is heard and applied.
+#[tokio::test]
+async fn a_flood_of_notifications_holds_no_revocation_back() {
+    let db = TestDb::new("cache_flood");
+    let admin = db.client(roles::ADMIN);
+    let app = db.cached_client(roles::VALIDATOR, 1000).await;
+    let token = issue(&admin, "user-1").await;
+    let bystander = issue(&admin, "user-2").await;
+    assert_eq!(token_status(&app, &token).await, Status::Valid);
+    assert_eq!(token_status(&app, &bystander).await, Status::Valid);
+    let before = stats(&app);
+
+    // Ten thousand distinct notifications (PostgreSQL folds identical ones of a transaction
+    // into one), naming tokens that do not exist.
+    let nobody = db.connect(roles::NOBODY).await;
+    nobody
+        .batch_execute(
+            "SELECT pg_catalog.pg_notify('auth_pg_invalidate', \
+                 '{\"event\":\"token_revoked\",\"token_id\":' || i || ',\"user_id\":\"x\"}') \
+             FROM pg_catalog.generate_series(1, 10000) AS i",
+        )
+        .await
+        .expect("notify");
+    admin
+        .revoke_token(token.expose_secret())
+        .await
+        .expect("revoke");
+    heard(&app, &before, 10_001).await;
+    assert_eq!(token_status(&app, &token).await, Status::Revoked);
+    assert_eq!(token_status(&app, &bystander).await, Status::Valid);
+    assert!(stats(&app).listening);
+}
+
 #[tokio::test]
 async fn api_key_session_and_permission_answers_follow_the_server() {
     let db = TestDb::new("cache_every_kind");
