@@ -148,16 +148,8 @@ impl AuthClient {
         R: for<'a> FromSql<'a>,
         T: TryFrom<R, Error = Error> + Cached,
     {
-        if auth_core::check_format(kind, credential.as_bytes()).is_err() {
-            return Ok(malformed());
-        }
-        self.through_cache(
-            |cache| cache.credential_key(kind, credential),
-            self.fetch_check::<R, T>(sql, credential),
-            T::from_answer,
-            T::to_answer,
-        )
-        .await
+        self.check_via::<R, T>(kind, sql, credential, malformed, true)
+            .await
     }
 
     /// Like [`check`](Self::check), for a check that writes: it always reaches the server, and
@@ -173,15 +165,33 @@ impl AuthClient {
         R: for<'a> FromSql<'a>,
         T: TryFrom<R, Error = Error> + Cached,
     {
+        self.check_via::<R, T>(kind, sql, credential, malformed, false)
+            .await
+    }
+
+    async fn check_via<R, T>(
+        &self,
+        kind: CredentialKind,
+        sql: &str,
+        credential: &str,
+        malformed: impl FnOnce() -> T,
+        from_memory: bool,
+    ) -> Result<T, Error>
+    where
+        R: for<'a> FromSql<'a>,
+        T: TryFrom<R, Error = Error> + Cached,
+    {
         if auth_core::check_format(kind, credential.as_bytes()).is_err() {
             return Ok(malformed());
         }
-        self.through_server(
-            |cache| cache.credential_key(kind, credential),
-            self.fetch_check::<R, T>(sql, credential),
-            T::to_answer,
-        )
-        .await
+        let key = |cache: &Cache| cache.credential_key(kind, credential);
+        let fetch = self.fetch_check::<R, T>(sql, credential);
+        if from_memory {
+            self.through_cache(key, fetch, T::from_answer, T::to_answer)
+                .await
+        } else {
+            self.through_server(key, fetch, T::to_answer).await
+        }
     }
 
     /// Answers from the cache what it holds under `key` (read by `read`), else runs `fetch`
