@@ -301,8 +301,8 @@ fn create_session(
     const FUNCTION: &str = "create_session";
     let user_id = input::check_user_id(user_id).or_raise(FUNCTION);
     input::check_session_timeouts(
-        interval_parts(idle_timeout.as_ref()),
-        interval_parts(absolute_timeout.as_ref()),
+        idle_timeout.as_ref().map(interval_parts),
+        absolute_timeout.as_ref().map(interval_parts),
         "auth_pg.max_session_lifetime",
         gucs::max_session_lifetime_seconds(),
     )

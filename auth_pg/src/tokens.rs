@@ -118,12 +118,12 @@ pub(crate) fn check_metadata(metadata: Option<Jsonb>, function: &'static str) ->
 /// An interval's parts, for the checks of `auth_core::input`. The interval itself is what gets
 /// added to times: its parts may have mixed signs ('1 month -1 day'), which pgrx's
 /// `Interval::new` refuses.
-pub(crate) fn interval_parts(interval: Option<&Interval>) -> Option<IntervalParts> {
-    interval.map(|i| IntervalParts {
-        months: i.months(),
-        days: i.days(),
-        micros: i.micros(),
-    })
+pub(crate) fn interval_parts(interval: &Interval) -> IntervalParts {
+    IntervalParts {
+        months: interval.months(),
+        days: interval.days(),
+        micros: interval.micros(),
+    }
 }
 
 /// `at` moved by `interval`. An interval that could carry it past the range of timestamps is
@@ -135,8 +135,7 @@ pub(crate) fn later(
     argument: &'static str,
     function: &'static str,
 ) -> TimestampWithTimeZone {
-    let parts = interval_parts(Some(&interval)).expect("an interval has parts");
-    input::check_reach(argument, at.into_inner(), parts).or_raise(function);
+    input::check_reach(argument, at.into_inner(), interval_parts(&interval)).or_raise(function);
     at + interval
 }
 
@@ -177,7 +176,7 @@ fn issue_token(
     let user_id = input::check_user_id(user_id).or_raise(FUNCTION);
     input::check_lifetime(
         "ttl",
-        interval_parts(ttl.as_ref()),
+        ttl.as_ref().map(interval_parts),
         "auth_pg.max_token_ttl",
         gucs::max_token_ttl_seconds(),
     )
