@@ -135,13 +135,14 @@ async fn listen(pg: &tokio_postgres::Config, cache: &Cache) -> bool {
         }
     };
     let beat = async {
+        let still_listening = still_listening();
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;
         loop {
             heartbeat.tick().await;
             let answered =
-                tokio::time::timeout(HEARTBEAT, client.simple_query(&still_listening())).await;
+                tokio::time::timeout(HEARTBEAT, client.simple_query(&still_listening)).await;
             // The answer must come from a backend that listens: behind a pooler that hands
             // each statement to any server connection, LISTEN may have been left on another
             // one, and nothing would ever be heard.
