@@ -18,6 +18,19 @@ const CALLERS: usize = 8;
 /// is a hang.
 const HANG: Duration = Duration::from_secs(30);
 
+/// The pids of the backends serving this test's clients.
+fn client_backends(cluster: &Cluster) -> std::collections::BTreeSet<String> {
+    cluster
+        .psql(
+            "app",
+            "SELECT pid FROM pg_catalog.pg_stat_activity \
+             WHERE application_name = 'restart' AND backend_type = 'client backend'",
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 fn client(cluster: &Cluster, role: &str, cache: usize) -> AuthClient {
     let mut config = Config::from_url(&cluster.url(role, "app")).expect("url");
     config.cache(cache);
@@ -200,6 +213,8 @@ async fn outage_under_load(outage: Outage) {
         })
         .collect();
     let answered = answers_beyond(&tally, 0, 200, "the load to start").await;
+    let serving_before = client_backends(&cluster);
+    assert!(!serving_before.is_empty());
 
     match outage {
         Outage::ImmediateShutdown => {
@@ -207,20 +222,23 @@ async fn outage_under_load(outage: Outage) {
             cluster.start_server();
         }
         Outage::BackendCrash => {
-            let pid: i32 = cluster
-                .psql(
-                    "app",
-                    "SELECT pid FROM pg_catalog.pg_stat_activity \
-                     WHERE application_name = 'restart' AND backend_type = 'client backend' \
-                     LIMIT 1",
-                )
-                .parse()
+            let pid: i32 = serving_before
+                .first()
+                .and_then(|pid| pid.parse().ok())
                 .expect("a backend's pid");
             // SAFETY: kill has no memory effects; the pid is a backend of this test's cluster.
             assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
         }
     }
     answers_beyond(&tally, answered, 400, "answers after the outage").await;
+    // The outage reached the callers' pool: every backend that served them before is gone, and
+    // new ones serve them now.
+    let serving_after = client_backends(&cluster);
+    assert!(!serving_after.is_empty());
+    assert!(
+        serving_after.is_disjoint(&serving_before),
+        "{serving_before:?} {serving_after:?}"
+    );
     stop.store(true, Ordering::Relaxed);
     for task in callers {
         task.await.expect("a caller panicked");
@@ -232,7 +250,7 @@ async fn outage_under_load(outage: Outage) {
     // Whether a caller saw an error depends on whether it had a statement in flight, or asked
     // for a connection, while the server was away: a pooled connection found closed is
     // replaced without one, and on a busy machine every caller may have been between calls.
-    // That the outage happened is shown below, by the cached client's listener reconnecting.
+    // That the outage reached them is shown by the backends serving them (above).
     // The client's metrics saw what its callers saw: one statement a check.
     let metrics = app.metrics();
     assert_eq!(
