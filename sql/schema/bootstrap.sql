@@ -16,6 +16,40 @@ BEGIN
 END
 $encoding$;
 
+-- CREATE EXTENSION reuses a schema named auth_pg that already exists, whoever made it. Its
+-- owner could later rename it and put look-alike tables in a new auth_pg schema, which the
+-- SECURITY DEFINER functions would then write into as the extension's owner. So the schema
+-- must belong to a superuser, let no other role create objects in it, and be empty.
+DO $schema$
+DECLARE
+    schema_oid oid := 'auth_pg'::pg_catalog.regnamespace;
+BEGIN
+    IF NOT (SELECT r.rolsuper
+              FROM pg_catalog.pg_namespace n
+              JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+             WHERE n.oid OPERATOR(pg_catalog.=) schema_oid)
+       OR EXISTS (SELECT
+                    FROM pg_catalog.pg_namespace n,
+                         pg_catalog.aclexplode(n.nspacl) a
+                    LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
+                   WHERE n.oid OPERATOR(pg_catalog.=) schema_oid
+                     AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+                     AND NOT coalesce(r.rolsuper, false)) THEN
+        RAISE EXCEPTION 'schema auth_pg already exists and is not under a superuser''s sole control'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Drop the schema auth_pg (or rename it) and run CREATE EXTENSION auth_pg again: the extension creates its own schema.';
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) schema_oid)
+       OR EXISTS (SELECT FROM pg_catalog.pg_proc WHERE pronamespace OPERATOR(pg_catalog.=) schema_oid)
+       OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE typnamespace OPERATOR(pg_catalog.=) schema_oid)
+       OR EXISTS (SELECT FROM pg_catalog.pg_operator WHERE oprnamespace OPERATOR(pg_catalog.=) schema_oid) THEN
+        RAISE EXCEPTION 'schema auth_pg already exists and holds objects'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Drop the schema auth_pg (or rename it) and run CREATE EXTENSION auth_pg again: the extension creates its own schema.';
+    END IF;
+END
+$schema$;
+
 DO $roles$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'auth_pg_validator') THEN

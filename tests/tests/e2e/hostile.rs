@@ -224,6 +224,76 @@ async fn a_database_in_another_encoding_is_refused() {
     assert_eq!(schemas, 0, "nothing of the extension is left");
 }
 
+/// CREATE EXTENSION would reuse a schema named auth_pg made beforehand. One that another role
+/// owns or may create objects in, or that already holds objects, is refused: its owner could
+/// otherwise swap in look-alike tables that the extension's SECURITY DEFINER functions write
+/// into. A superuser's empty schema is used.
+#[tokio::test]
+async fn a_schema_made_beforehand_by_another_role_is_refused() {
+    let cluster = shared_cluster();
+    cluster.psql("postgres", "CREATE ROLE schema_squatter LOGIN");
+    let cases = [
+        ("squatted_owned", "owned", SqlState::INSUFFICIENT_PRIVILEGE),
+        (
+            "squatted_granted",
+            "granted",
+            SqlState::INSUFFICIENT_PRIVILEGE,
+        ),
+        (
+            "squatted_filled",
+            "filled",
+            SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+        ),
+    ];
+    for (db, how, expected) in cases {
+        cluster.psql("postgres", &format!("CREATE DATABASE {db}"));
+        let setup = match how {
+            "owned" => "CREATE SCHEMA auth_pg AUTHORIZATION schema_squatter",
+            "granted" => "CREATE SCHEMA auth_pg; GRANT CREATE ON SCHEMA auth_pg TO schema_squatter",
+            _ => "CREATE SCHEMA auth_pg; CREATE TABLE auth_pg.tokens (token_hash bytea)",
+        };
+        cluster.psql(db, setup);
+        let (client, connection) =
+            tokio_postgres::connect(&cluster.url(roles::SUPERUSER, db), NoTls)
+                .await
+                .expect("connect");
+        tokio::spawn(connection);
+        let err = client
+            .batch_execute("CREATE EXTENSION auth_pg")
+            .await
+            .expect_err("refused");
+        let db_error = err.as_db_error().expect("a server error");
+        assert_eq!(db_error.code(), &expected, "{how}: {err}");
+        assert!(
+            db_error.message().contains("schema auth_pg"),
+            "{how}: {err}"
+        );
+        assert!(db_error.hint().is_some(), "{how}: {err}");
+        let functions: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_catalog.pg_proc \
+                 WHERE pronamespace = 'auth_pg'::regnamespace",
+                &[],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(functions, 0, "{how}: nothing of the extension was created");
+    }
+
+    cluster.psql("postgres", "CREATE DATABASE claimed_by_superuser");
+    cluster.psql("claimed_by_superuser", "CREATE SCHEMA auth_pg");
+    cluster.psql("claimed_by_superuser", "CREATE EXTENSION auth_pg");
+    assert_eq!(
+        cluster.psql(
+            "claimed_by_superuser",
+            "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'auth_pg'"
+        ),
+        env!("CARGO_PKG_VERSION"),
+        "a superuser's empty schema is used"
+    );
+}
+
 /// JSON numbers keep every digit `jsonb` holds, through every function that stores or signs
 /// JSON, and through the rewrite of an organization's document by a later change.
 #[test]
