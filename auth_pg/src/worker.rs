@@ -76,7 +76,7 @@ pub extern "C-unwind" fn auth_pg_maintenance_main(_argument: pg_sys::Datum) {
         if !wait.is_zero() && !BackgroundWorker::wait_latch(Some(wait)) {
             break;
         }
-        if BackgroundWorker::sigterm_received() {
+        if stop_requested() {
             break;
         }
         if BackgroundWorker::sighup_received() {
@@ -94,6 +94,15 @@ pub extern "C-unwind" fn auth_pg_maintenance_main(_argument: pg_sys::Datum) {
         }
     }
     log!("auth_pg maintenance worker stopped");
+}
+
+/// Whether the worker was asked to stop (SIGTERM). Unlike pgrx's `sigterm_received`, this
+/// reads the flag PostgreSQL's own loops read and leaves it set, so a request seen inside a job
+/// still stops the main loop.
+fn stop_requested() -> bool {
+    // SAFETY: a sig_atomic_t that pgrx's SIGTERM handler sets and nothing in this process
+    // clears; a volatile read of it is what the C code does.
+    unsafe { (&raw const pg_sys::ShutdownRequestPending).read_volatile() != 0 }
 }
 
 fn extension_installed() -> bool {
@@ -135,7 +144,7 @@ fn cleanup_sessions() {
             .unwrap_or(0)
         });
         total += deleted;
-        if deleted < i64::from(CLEANUP_BATCH) || BackgroundWorker::sigterm_received() {
+        if deleted < i64::from(CLEANUP_BATCH) || stop_requested() {
             break;
         }
         pgrx::check_for_interrupts!();

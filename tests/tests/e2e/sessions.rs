@@ -318,6 +318,82 @@ async fn the_maintenance_worker_deletes_expired_sessions() {
     wait_for_count(&cluster, "app", "20", Duration::from_secs(30)).await;
 }
 
+/// A stop request that reaches the worker while it deletes a backlog, batch after batch, ends
+/// it: a fast shutdown of the server waits for its background workers.
+#[tokio::test]
+async fn the_maintenance_worker_stops_when_asked_in_the_middle_of_a_cleanup() {
+    let cluster = Cluster::start(&ClusterOptions {
+        settings: vec![
+            "auth_pg.maintenance_database = 'app'".into(),
+            "auth_pg.cleanup_interval = 1".into(),
+            "auth_pg.session_retention = 0".into(),
+        ],
+        ..ClusterOptions::default()
+    });
+    cluster.create_database("app");
+    const BACKLOG: i64 = 400_000;
+    cluster.psql(
+        "app",
+        &format!(
+            "INSERT INTO auth_pg.sessions (session_id, session_hash, user_id, idle_timeout, \
+                 created_at, last_activity_at, idle_expires_at, absolute_expires_at) \
+             SELECT 'ses_' || i, sha256(i::text::bytea), 'u' || i % 1000, '1 hour', \
+                    now() - interval '3 days', now() - interval '3 days', \
+                    now() - interval '2 days', now() - interval '2 days' \
+             FROM generate_series(1, {BACKLOG}) i"
+        ),
+    );
+    // Wait until the worker has deleted some of the backlog (one batch of 10 000 per
+    // transaction), so that it is between or inside its batches, with many to go.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let count = || -> i64 {
+        cluster
+            .psql("app", "SELECT count(*) FROM auth_pg.sessions")
+            .parse()
+            .expect("a count")
+    };
+    loop {
+        let left = count();
+        if left < BACKLOG {
+            assert!(
+                left > 100_000,
+                "the worker went too fast to be stopped midway: {left}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = cluster.psql(
+        "app",
+        "SELECT pid FROM pg_catalog.pg_stat_activity \
+         WHERE backend_type = 'auth_pg maintenance'",
+    );
+    assert!(!pid.is_empty(), "the worker runs");
+    cluster.psql(
+        "app",
+        &format!("SELECT pg_catalog.pg_terminate_backend({pid})"),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !cluster
+        .psql(
+            "app",
+            &format!("SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE pid = {pid}"),
+        )
+        .eq("0")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker ignored the stop request; {} sessions left",
+            count()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn pg_cron_can_schedule_the_cleanup() {
     // pg_cron 1.4 (Debian 12's) schedules by the minute: this test waits up to one.
