@@ -11,6 +11,7 @@ source "$(dirname "$0")/lib.sh"
 
 DEBIAN_PACKAGES+=(redis-server)
 ensure_all
+demo_stop "the bench build replaces the installed library, which a running server would crash on"
 install_extension release
 cd "$AUTH_PG_ROOT"
 cargo build --quiet --release -p auth_pg_benches --bin loadrun

@@ -136,10 +136,33 @@ EOF
         || { cat "$dir/server.log" >&2; die "the cluster in $dir did not start"; }
 }
 
+# Stops the server of data directory $1, if it runs, with shutdown mode $2 (default fast).
+# pg_ctl runs as the directory's owner, who need not be cluster_os_user: pgrx's test cluster
+# always runs as postgres, and the demo may have been started by root or by a sudo user. Never
+# fails.
+data_dir_stop() {
+    local data="$1" mode="${2:-fast}" owner
+    as_root test -f "$data/postmaster.pid" 2>/dev/null || return 0
+    owner="$(as_root stat -c %U "$data" 2>/dev/null)" || return 0
+    as_root runuser -u "$owner" -- "${PG_BIN}/pg_ctl" -D "$data" -m "$mode" -w stop \
+        >/dev/null 2>&1 || true
+}
+
 # Stops the cluster in $1, if it runs.
 cluster_stop() {
-    local dir="$1"
-    if [ -f "$dir/data/postmaster.pid" ]; then
-        as_cluster_user "${PG_BIN}/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    data_dir_stop "$1/data" fast
+}
+
+# The demo cluster of scripts/setup.sh, left running until scripts/stop-demo.sh.
+DEMO_DIR="${AUTH_PG_DEMO_DIR:-/tmp/auth_pg-demo}"
+
+# Stops the demo cluster if it runs (its directory is kept). It has auth_pg.so loaded, and
+# installing the extension rewrites that file in place, which crashes the running server's
+# backends: setup.sh and test.sh stop it before installing. $1, if given, is logged as the reason.
+demo_stop() {
+    as_root test -f "$DEMO_DIR/data/postmaster.pid" 2>/dev/null || return 0
+    if [ -n "${1:-}" ]; then
+        log "Stopping the demo cluster in $DEMO_DIR: $1"
     fi
+    cluster_stop "$DEMO_DIR"
 }

@@ -8,16 +8,18 @@
 # scripts/stop-demo.sh. Running this again replaces it.
 source "$(dirname "$0")/lib.sh"
 
-DEMO_DIR="${AUTH_PG_DEMO_DIR:-/tmp/auth_pg-demo}"
-
 ensure_all
-install_extension release
 
+# Before installing: the previous demo cluster has auth_pg.so loaded, and installing rewrites
+# that file in place, which would crash its backends.
 if [ -d "$DEMO_DIR" ]; then
     log "Replacing the previous demo cluster in $DEMO_DIR"
-    cluster_stop "$DEMO_DIR"
+    demo_stop
     as_root rm -rf "$DEMO_DIR"
 fi
+
+install_extension release
+
 PORT="$(free_port)"
 log "Starting a throwaway cluster in $DEMO_DIR (socket $DEMO_DIR, port $PORT)"
 cluster_create_and_start "$DEMO_DIR" "$PORT"

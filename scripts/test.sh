@@ -6,7 +6,8 @@
 # Installs what is missing, then runs, in order: formatting and lints, the pure Rust unit tests,
 # the #[pg_test] tests inside PostgreSQL, and the end-to-end tests (auth_client against
 # throwaway clusters as non-superuser roles, and the pg_regress golden files). Exits non-zero on
-# the first failure and leaves no cluster running.
+# the first failure and leaves no cluster running. A running demo cluster of scripts/setup.sh is
+# stopped before the first install.
 source "$(dirname "$0")/lib.sh"
 
 ensure_all
@@ -15,15 +16,26 @@ TEST_TMP="$(mktemp -d /tmp/auth_pg-tests.XXXXXX)"
 chmod 0755 "$TEST_TMP"
 export AUTH_PG_TEST_TMPDIR="$TEST_TMP"
 
+# Stops every cluster under $TEST_TMP, then removes it. Runs from the EXIT trap: quiet, and never
+# fails. Clusters are found by their postmaster.pid at any depth: the end-to-end tests' are in
+# $TEST_TMP/*/data, pgrx's in $TEST_TMP/pgrx/data/15-<pid> (pgrx adds a directory per run under
+# --pgdata). pgrx's runs as postgres even for a sudo user and its directory is readable only by
+# postgres, hence find as root, and pg_ctl as each directory's owner (data_dir_stop).
 cleanup() {
-    local data
-    for data in "$TEST_TMP"/*/data "$TEST_TMP"/pgrx/data; do
-        [ -f "$data/postmaster.pid" ] || continue
-        as_cluster_user "${PG_BIN}/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1 || true
+    local pid_file
+    while IFS= read -r -d '' pid_file; do
+        data_dir_stop "$(dirname "$pid_file")" immediate
+    done < <(as_root find "$TEST_TMP" -name postmaster.pid -print0 2>/dev/null)
+    # A postmaster whose pid file is gone: SIGQUIT is an immediate shutdown. Then wait for them
+    # all to exit before removing their files. "[p]ostgres" keeps the pattern from matching the
+    # sudo process running pkill.
+    local pattern="[p]ostgres -D $TEST_TMP/"
+    as_root pkill -QUIT -f "$pattern" >/dev/null 2>&1 || true
+    for _ in {1..100}; do
+        pgrep -f "$pattern" >/dev/null 2>&1 || break
+        sleep 0.1
     done
-    # pgrx's own test cluster runs as postgres from its directory.
-    pkill -u postgres -f "postgres -D $TEST_TMP" 2>/dev/null || true
-    as_root rm -rf "$TEST_TMP"
+    as_root rm -rf "$TEST_TMP" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
@@ -43,6 +55,11 @@ cd "$AUTH_PG_ROOT"
 step "Formatting" cargo fmt --all --check
 step "Lints (clippy, warnings are errors)" cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "Unit tests: pure logic, no PostgreSQL" cargo test --quiet -p auth_core -p auth_client
+
+# The next steps install the extension (cargo pgrx test does too), rewriting the auth_pg.so a
+# running demo cluster has loaded: stop the demo first.
+demo_stop "the test build replaces the installed library, which a running server would crash \
+on; start it again with scripts/setup.sh"
 
 pgrx_tests() {
     local dir="$TEST_TMP/pgrx"
