@@ -46,17 +46,23 @@ const MAX_JWT_MAX_TOKEN_BYTES: i32 = 1024 * 1024;
 
 /// Defines every setting. Called from `_PG_init`.
 pub(crate) fn init() {
-    GucRegistry::define_string_guc(
-        c"auth_pg.hash_key_file",
-        c"File holding the key for credential hashes (64 hexadecimal digits).",
-        c"A path, absolute or relative to the data directory, of a file readable only by the \
-          server's operating-system user. Empty means credential hashes are not keyed. Every \
-          backend reads the file again when this setting changes; a credential hashed under one \
-          key is unknown under another.",
-        &HASH_KEY_FILE,
-        GucContext::Sighup,
-        GucFlags::SUPERUSER_ONLY,
-    );
+    // SAFETY: the assign hook cannot fail or panic: it only bumps a backend-local counter.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"auth_pg.hash_key_file",
+            c"File holding the key for credential hashes (64 hexadecimal digits).",
+            c"A path, absolute or relative to the data directory, of a file readable only by \
+              the server's operating-system user. Empty means credential hashes are not keyed. \
+              Every backend reads the file again after each configuration reload; a \
+              credential hashed under one key is unknown under another.",
+            &HASH_KEY_FILE,
+            GucContext::Sighup,
+            GucFlags::SUPERUSER_ONLY,
+            None,
+            Some(hash_key_file_assigned),
+            None,
+        );
+    }
     GucRegistry::define_int_guc(
         c"auth_pg.max_token_ttl",
         c"Longest lifetime issue_token accepts.",
@@ -223,6 +229,21 @@ fn define_maintenance_database() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
+}
+
+/// The assign hook of `auth_pg.hash_key_file`. PostgreSQL calls it for every configuration
+/// reload that sets the value, changed or not, so the key file is read again after each reload:
+/// a file rewritten in place takes effect on `pg_reload_conf()` like a new one.
+///
+/// # Safety
+///
+/// Called by the GUC machinery only.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn hash_key_file_assigned(
+    _value: *const std::ffi::c_char,
+    _extra: *mut std::ffi::c_void,
+) {
+    crate::hash_key::forget_loaded_key();
 }
 
 /// The raw value of `auth_pg.hash_key_file`, borrowed from the GUC machinery: `None` when unset

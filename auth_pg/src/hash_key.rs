@@ -6,11 +6,12 @@
 //! not loaded the library yet, where it is only a placeholder. A path is not a secret; the
 //! file's contents never reach SQL, an error message or a log line.
 //!
-//! Each backend reads the file the first time it hashes a credential, and again whenever the
-//! setting's value changes (after `pg_reload_conf()`). A file that cannot be used is an ERROR,
+//! Each backend reads the file the first time it hashes a credential, and again after each
+//! configuration reload that sets `auth_pg.hash_key_file` (`pg_reload_conf()`), whether the
+//! path changed or the file was rewritten in place. A file that cannot be used is an ERROR,
 //! never a silent fall back to unkeyed hashes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, CString};
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -31,6 +32,14 @@ struct LoadedKey {
 
 thread_local! {
     static LOADED: RefCell<Option<LoadedKey>> = const { RefCell::new(None) };
+    /// Raised by a configuration reload: the loaded key must be read again.
+    static STALE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes the next hash read the key file again. Called by the setting's assign hook, which
+/// must not fail, so it only raises a flag.
+pub(crate) fn forget_loaded_key() {
+    STALE.set(true);
 }
 
 /// The stored form of `credential`: BLAKE3, keyed when `auth_pg.hash_key_file` is set.
@@ -39,7 +48,7 @@ pub(crate) fn hash_credential(credential: &[u8]) -> [u8; HASH_LEN] {
         None => Ok(credential_hash(None, credential)),
         Some(path) => LOADED.with(|loaded| {
             let mut loaded = loaded.borrow_mut();
-            if loaded.as_ref().is_none_or(|l| l.path.as_c_str() != path) {
+            if STALE.replace(false) || loaded.as_ref().is_none_or(|l| l.path.as_c_str() != path) {
                 *loaded = None;
                 let key = load(path)?;
                 *loaded = Some(LoadedKey {

@@ -255,4 +255,18 @@ async fn an_unusable_key_file_is_an_error_and_changing_the_key_retires_old_token
             .status,
         Status::Valid
     );
+
+    // The same file rewritten in place with another key, then a reload: connections already
+    // open read it again.
+    cluster.write_hash_key("auth_pg_hash_2.key");
+    cluster.psql("app", "SELECT pg_reload_conf()");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        validator
+            .validate_token(new.expose_secret())
+            .await
+            .expect("validate")
+            .status,
+        Status::Unknown
+    );
 }
