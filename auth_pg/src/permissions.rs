@@ -503,13 +503,8 @@ fn create_role(
              SELECT role_id, role_id FROM created",
             &args,
         );
-        audit::record(AuditEvent {
-            action: "role.create",
-            user_id: None,
-            org_id,
-            subject_id: Some(name.to_owned()),
-            detail: serde_json::json!({}),
-        });
+        // No one holds the new role yet; announced all the same, as every change is.
+        change.role_changed("role.create", name, org_id, serde_json::json!({}));
     });
 }
 

@@ -57,6 +57,15 @@ async fn admin_in_one_organization_member_in_another() {
             .expect("assign")
     );
     for expected in [
+        // Created: no one holds them yet, but every change is announced.
+        Invalidation::RoleChanged {
+            role: "member".into(),
+            org_id: None,
+        },
+        Invalidation::RoleChanged {
+            role: "admin".into(),
+            org_id: Some("acme".into()),
+        },
         Invalidation::RoleChanged {
             role: "admin".into(),
             org_id: Some("acme".into()),
