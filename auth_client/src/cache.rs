@@ -74,6 +74,7 @@ pub(crate) enum Forget<'a> {
     Session(&'a str),
     UserSessions(&'a str),
     AllTokens,
+    AllApiKeys,
     AllSessions,
     /// The permission answers of a user: in one organization, or (`None`) in all of them.
     UserPermissions(&'a str, Option<&'a str>),
@@ -93,6 +94,7 @@ impl<'a> From<&'a Invalidation> for Forget<'a> {
             Invalidation::SessionRevoked { session_id, .. } => Forget::Session(session_id),
             Invalidation::UserSessionsRevoked { user_id } => Forget::UserSessions(user_id),
             Invalidation::TokensChanged => Forget::AllTokens,
+            Invalidation::ApiKeysChanged => Forget::AllApiKeys,
             Invalidation::SessionsChanged => Forget::AllSessions,
             // A global assignment changes the user's answers in every organization.
             Invalidation::UserRolesChanged { user_id, org_id } => {
@@ -190,6 +192,7 @@ impl Forget<'_> {
             ) => user_id == user && (org.is_none() || org_id.as_deref() == *org),
             (Forget::AllPermissions, Answer::Allowed { .. } | Answer::Permissions { .. })
             | (Forget::AllTokens, Answer::Token(_))
+            | (Forget::AllApiKeys, Answer::ApiKey(_))
             | (Forget::AllSessions, Answer::Session(_)) => true,
             _ => false,
         }
@@ -748,10 +751,37 @@ mod tests {
         // Events about other kinds of answer leave tokens alone.
         cache.invalidate(r#"{"event":"user_sessions_revoked","user_id":"u2"}"#);
         cache.invalidate(r#"{"event":"jwt_keys_changed"}"#);
+        cache.invalidate(r#"{"event":"api_keys_changed"}"#);
         assert!(served_token(&cache, &c).is_some());
         // A payload this version cannot read forgets everything.
         cache.invalidate(r#"{"event":"something_new"}"#);
         assert!(served_token(&cache, &c).is_none());
+    }
+
+    #[test]
+    fn a_truncation_of_the_key_tables_forgets_every_api_key() {
+        let cache = listening_cache();
+        let stored: Vec<Key> = ["acme", "globex"]
+            .into_iter()
+            .map(|org_id| {
+                let key = cache.credential_key(CredentialKind::ApiKey, org_id);
+                let answer = ApiKeyValidation {
+                    status: Status::Valid,
+                    org_id: Some(org_id.into()),
+                    key_id: Some(format!("key_{org_id}")),
+                    name: Some("CI".into()),
+                    scopes: Vec::new(),
+                    expires_at: None,
+                    metadata: None,
+                };
+                let (answer, expires_at) = answer.to_answer().expect("valid answers are kept");
+                cache.store(cache.ticket().expect("listening"), key, answer, expires_at);
+                key
+            })
+            .collect();
+        assert!(stored.iter().all(|key| cache.get(key).is_some()));
+        cache.invalidate(r#"{"event":"api_keys_changed"}"#);
+        assert!(stored.iter().all(|key| cache.get(key).is_none()));
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub const MAX_SCOPES: usize = 256;
 pub const MAX_SCOPE_BYTES: usize = 256;
 /// The largest metadata document, in bytes of its stored form.
 pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+/// The deepest nesting of objects and arrays in metadata, the object itself counting as one.
+/// An API key's metadata sits two levels down in its organization's document, which must stay
+/// within the 128 levels auth_pg's JSON reader takes.
+pub const MAX_METADATA_DEPTH: usize = 64;
 /// The most credentials in one batch call.
 pub const MAX_BATCH: usize = 10_000;
 

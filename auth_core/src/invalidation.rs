@@ -81,6 +81,9 @@ pub enum Invalidation {
         /// The organization.
         org_id: String,
     },
+    /// Every organization's keys changed (`auth_pg.organizations` or `auth_pg.api_key_lookup`
+    /// was truncated by hand): forget every API key.
+    ApiKeysChanged,
     /// A JWT verification key was added (by `add_jwt_key` or `import_jwks`) or retired: forget
     /// every verification that named this `kid`.
     JwtKeyChanged {
@@ -150,6 +153,10 @@ mod tests {
                 r#"{"event":"permissions_rebuilt"}"#,
             ),
             (Invalidation::TokensChanged, r#"{"event":"tokens_changed"}"#),
+            (
+                Invalidation::ApiKeysChanged,
+                r#"{"event":"api_keys_changed"}"#,
+            ),
             (
                 Invalidation::SessionsChanged,
                 r#"{"event":"sessions_changed"}"#,

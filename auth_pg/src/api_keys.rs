@@ -627,10 +627,27 @@ fn list_api_keys(
 #[pg_extern(volatile, parallel_unsafe, security_definer, requires = ["api_keys_schema"])]
 #[search_path(pg_catalog, pg_temp)]
 fn flush_api_key_usage() -> i64 {
+    // SAFETY: both take a NUL-terminated command name and raise the standard ERROR (25006)
+    // before anything is taken from shared memory.
+    unsafe {
+        pg_sys::PreventCommandIfReadOnly(c"flush_api_key_usage()".as_ptr());
+        pg_sys::PreventCommandDuringRecovery(c"flush_api_key_usage()".as_ptr());
+    }
     let taken = USAGE.take();
     if taken.is_empty() {
         return 0;
     }
+    // A flush that fails (a lock or statement timeout, a cancel) puts back what it took.
+    PgTryBuilder::new(|| write_usage(&taken))
+        .catch_others(|caught| {
+            USAGE.restore(&taken);
+            caught.rethrow()
+        })
+        .execute()
+}
+
+/// Writes noted uses into the lookup rows and the documents; see `flush_api_key_usage`.
+fn write_usage(taken: &[([u8; 32], pg_sys::TimestampTz)]) -> i64 {
     let hashes: Vec<Vec<u8>> = taken.iter().map(|(h, _)| h.to_vec()).collect();
     let stamps: Vec<TimestampWithTimeZone> = taken
         .iter()
@@ -702,6 +719,19 @@ pub unsafe extern "C-unwind" fn auth_pg_sync_api_key_lookup(
         return pg_sys::Datum::from(0);
     }
     let event = trigger.event();
+    // An organization renamed by hand: its lookup rows follow (ON UPDATE CASCADE), and caches
+    // must forget the keys they hold under the old id too.
+    let renamed_from = if event.fired_by_update() {
+        let old_id = trigger
+            .old()
+            .and_then(|old| old.get_by_name::<String>("org_id").ok().flatten());
+        let new_id = trigger
+            .new()
+            .and_then(|new| new.get_by_name::<String>("org_id").ok().flatten());
+        old_id.filter(|old_id| Some(old_id) != new_id.as_ref())
+    } else {
+        None
+    };
     let (row, action) = if event.fired_by_delete() {
         (trigger.old(), "organization.delete")
     } else {
@@ -744,17 +774,45 @@ pub unsafe extern "C-unwind" fn auth_pg_sync_api_key_lookup(
                           expires_at timestamptz, revoked_at timestamptz, last_used_at timestamptz)",
                 &args,
             );
+            // A key is found by its hash alone, so it may belong to one organization only.
+            // (Keys auth_pg makes are random; only a copied element can break this.)
+            let shared = client
+                .select(
+                    "SELECT EXISTS (SELECT FROM auth_pg.api_key_lookup mine \
+                         JOIN auth_pg.api_key_lookup other \
+                           ON other.key_hash OPERATOR(pg_catalog.=) mine.key_hash \
+                          AND other.org_id OPERATOR(pg_catalog.<>) mine.org_id \
+                         WHERE mine.org_id OPERATOR(pg_catalog.=) $1)",
+                    None,
+                    &args[..1],
+                )
+                .expect("SPI reports errors as ERRORs")
+                .first()
+                .get_one::<bool>()
+                .expect("one boolean");
+            if shared == Some(true) {
+                AuthPgError::KeyOfAnotherOrganization.raise("auth_pg.organizations trigger");
+            }
         });
     }
     notify::send(&Invalidation::OrganizationKeysChanged {
         org_id: org_id.clone(),
     });
+    if let Some(old_id) = &renamed_from {
+        notify::send(&Invalidation::OrganizationKeysChanged {
+            org_id: old_id.clone(),
+        });
+    }
+    let detail = match &renamed_from {
+        Some(old_id) => serde_json::json!({ "by_hand": true, "renamed_from": old_id }),
+        None => serde_json::json!({ "by_hand": true }),
+    };
     audit::record(AuditEvent {
         action,
         user_id: None,
         org_id: Some(&org_id),
         subject_id: None,
-        detail: serde_json::json!({ "by_hand": true }),
+        detail,
     });
     pg_sys::Datum::from(0)
 }

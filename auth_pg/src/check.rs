@@ -193,19 +193,19 @@ pub(crate) unsafe fn check_batch<C: Checked<N>, const N: usize>(
     // SAFETY: as documented.
     let (candidates, mut set) = unsafe {
         (
-            fmgr::text_array_arg(fcinfo, 0),
+            fmgr::text_array_arg(fcinfo, 0, MAX_BATCH),
             MaterializedSet::start(fcinfo),
         )
     };
-    let candidates = candidates.unwrap_or_default();
-    if candidates.len() > MAX_BATCH {
-        AuthPgError::BatchTooLarge {
+    let candidates = match candidates.transpose() {
+        Ok(candidates) => candidates.unwrap_or_default(),
+        Err(given) => AuthPgError::BatchTooLarge {
             argument,
-            given: candidates.len(),
+            given,
             limit: MAX_BATCH,
         }
-        .raise(function);
-    }
+        .raise(function),
+    };
     let now = statement_time();
     let mut lookup = KeyLookup::new(C::TABLE, C::INDEX, C::HASH_COLUMN);
     for candidate in candidates {

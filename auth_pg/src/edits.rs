@@ -26,7 +26,9 @@ thread_local! {
 
 function_info_v1!(pg_finfo_auth_pg_credentials_edited);
 
-/// The statement trigger on `auth_pg.tokens` and `auth_pg.sessions` (tokens.sql, sessions.sql).
+/// The statement trigger on `auth_pg.tokens` and `auth_pg.sessions` (tokens.sql, sessions.sql),
+/// and the TRUNCATE trigger on `auth_pg.organizations` and `auth_pg.api_key_lookup`
+/// (api_keys.sql).
 ///
 /// # Safety
 ///
@@ -46,8 +48,12 @@ pub unsafe extern "C-unwind" fn auth_pg_credentials_edited(
     let relation = trigger.relid().expect("a trigger has a relation");
     if relation == storage::relation_oid(Rel::Sessions) {
         announce(&trigger, &Invalidation::SessionsChanged, "sessions.edit");
-    } else {
+    } else if relation == storage::relation_oid(Rel::Tokens) {
         announce(&trigger, &Invalidation::TokensChanged, "tokens.edit");
+    } else {
+        // A TRUNCATE of auth_pg.organizations or auth_pg.api_key_lookup (api_keys.sql); row
+        // changes there are announced per organization by the row trigger.
+        announce(&trigger, &Invalidation::ApiKeysChanged, "api_keys.edit");
     }
     pg_sys::Datum::from(0)
 }

@@ -34,6 +34,12 @@ pub(crate) enum AuthPgError {
         argument: &'static str,
         limit: usize,
     },
+    /// A JSON argument nests objects and arrays deeper than its limit.
+    #[error("{argument} nests objects and arrays more than {limit} levels deep")]
+    JsonTooDeep {
+        argument: &'static str,
+        limit: usize,
+    },
     /// A `jsonb` value holds what auth_pg's JSON reader cannot represent.
     #[error("auth_pg cannot read this JSON value: {reason}")]
     JsonUnreadable { reason: &'static str },
@@ -69,6 +75,10 @@ pub(crate) enum AuthPgError {
     /// auth_pg.api_key_lookup can cause this).
     #[error("the organization's api_keys document and its lookup rows disagree")]
     DocumentOutOfStep,
+    /// A document written by hand holds a key whose hash another organization's document
+    /// holds too (a copied element).
+    #[error("the api_keys document holds a key that belongs to another organization")]
+    KeyOfAnotherOrganization,
     /// A count argument is zero or negative.
     #[error("{argument} must be greater than zero")]
     NotPositiveCount { argument: &'static str },
@@ -76,6 +86,10 @@ pub(crate) enum AuthPgError {
     /// `auth_pg.session_limit_action` is `refuse`.
     #[error("the user is at auth_pg.max_sessions_per_user ({limit} sessions in force)")]
     SessionLimit { limit: i64 },
+    /// Under REPEATABLE READ or SERIALIZABLE, sessions of the user changed after the
+    /// transaction's snapshot, so the limit cannot be kept by this transaction.
+    #[error("could not serialize access due to a concurrent change of the user's sessions")]
+    SessionsChangedConcurrently,
     /// No role has the given name (in the organization, or among global roles).
     #[error("{argument} names no {}", match .scope {
         RoleScope::Global => "global role",
@@ -136,7 +150,8 @@ impl AuthPgError {
             Self::Input(InputError::OutOfRange { .. }) => ERRCODE_DATETIME_FIELD_OVERFLOW,
             Self::Input(_) | Self::NotPositiveCount { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             Self::SessionLimit { .. } => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
-            Self::JsonTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            Self::SessionsChangedConcurrently => ERRCODE_T_R_SERIALIZATION_FAILURE,
+            Self::JsonTooLarge { .. } | Self::JsonTooDeep { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             Self::JsonUnreadable { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             Self::BatchTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             Self::HashKey { .. } => ERRCODE_CONFIG_FILE_ERROR,
@@ -144,7 +159,7 @@ impl AuthPgError {
             Self::MissingRelation { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             Self::Document(_) => ERRCODE_INVALID_PARAMETER_VALUE,
             Self::UnknownOrganization | Self::UnknownApiKey => ERRCODE_NO_DATA_FOUND,
-            Self::OrganizationExists => ERRCODE_UNIQUE_VIOLATION,
+            Self::OrganizationExists | Self::KeyOfAnotherOrganization => ERRCODE_UNIQUE_VIOLATION,
             Self::UnknownRole { .. } => ERRCODE_UNDEFINED_OBJECT,
             Self::RoleExists { .. } => ERRCODE_DUPLICATE_OBJECT,
             Self::RoleCycle => ERRCODE_INVALID_GRANT_OPERATION,
@@ -202,12 +217,19 @@ impl AuthPgError {
                  '12 hours'."
                     .into()
             }
+            Self::KeyOfAnotherOrganization => "An API key belongs to one organization: remove \
+                the copied element, and create the organization its own keys with create_api_key."
+                .into(),
             Self::NotPositiveCount { .. } => "Pass a positive number, such as 10000.".into(),
+            Self::SessionsChangedConcurrently => "Retry the transaction.".into(),
             Self::SessionLimit { .. } => "Revoke one of the user's sessions first \
                 (auth_pg.list_user_sessions shows them), or set auth_pg.session_limit_action to \
                 evict_oldest."
                 .into(),
             Self::JsonTooLarge { .. } => "Keep metadata small: ids and short strings.".into(),
+            Self::JsonTooDeep { .. } => "Keep metadata flat: an object of ids and short strings, \
+                with few levels of nesting."
+                .into(),
             Self::JsonUnreadable { .. } => {
                 "Nest objects and arrays at most 128 levels deep.".into()
             }

@@ -168,7 +168,9 @@ impl MaterializedSet {
 }
 
 /// Argument `n`, a `text[]`, as the bytes of each element (`None` for a NULL element), or
-/// `None` for a NULL array. Multi-dimensional arrays are read in storage order.
+/// `None` for a NULL array. Multi-dimensional arrays are read in storage order. An array of
+/// more than `limit` elements is `Err` with its number of elements, read from the array's
+/// header before anything is unpacked: a caller's huge array costs no memory beyond its own.
 ///
 /// # Safety
 ///
@@ -177,12 +179,22 @@ impl MaterializedSet {
 pub(crate) unsafe fn text_array_arg<'call>(
     fcinfo: pg_sys::FunctionCallInfo,
     n: usize,
-) -> Option<Vec<Option<&'call [u8]>>> {
-    // SAFETY: as documented.
+    limit: usize,
+) -> Option<Result<Vec<Option<&'call [u8]>>, usize>> {
+    // SAFETY: as documented; the dimensions follow the array's fixed header (ARR_DIMS), and
+    // ArrayGetNItems raises 54000 when their product overflows.
     unsafe {
         let datum = datum_arg(fcinfo, n)?;
         let array = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<pg_sys::ArrayType>();
-        Some(text_array_elements(array))
+        let dims = array
+            .cast::<u8>()
+            .add(size_of::<pg_sys::ArrayType>())
+            .cast::<i32>();
+        let given = usize::try_from(pg_sys::ArrayGetNItems((*array).ndim, dims)).unwrap_or(0);
+        if given > limit {
+            return Some(Err(given));
+        }
+        Some(Ok(text_array_elements(array)))
     }
 }
 

@@ -43,8 +43,12 @@ extension_sql_file!(
     bootstrap
 );
 extension_sql_file!("../../sql/schema/tokens.sql", name = "tokens_schema");
-extension_sql_file!("../../sql/schema/api_keys.sql", name = "api_keys_schema");
-// sessions.sql uses the trigger function tokens.sql creates.
+// api_keys.sql and sessions.sql use the trigger function tokens.sql creates.
+extension_sql_file!(
+    "../../sql/schema/api_keys.sql",
+    name = "api_keys_schema",
+    requires = ["tokens_schema"]
+);
 extension_sql_file!(
     "../../sql/schema/sessions.sql",
     name = "sessions_schema",

@@ -20,7 +20,7 @@ use crate::fmgr::{self, CompositeResult, function_info_v1};
 use crate::gucs::{self, SessionLimitAction};
 use crate::jsonb::Jsonb;
 use crate::storage::{self, KeyLookup, Rel, Row};
-use crate::tokens::{check_metadata, generate, interval_parts, later, write_one};
+use crate::tokens::{check_landing, check_metadata, generate, interval_parts, later, write_one};
 use crate::writing::Guard;
 use crate::{edits, hash_key, notify};
 
@@ -127,7 +127,11 @@ pub unsafe extern "C-unwind" fn auth_pg_touch_session(
     let touch = check::probe::<Sessions, 5, _>(&mut lookup, candidate, now, |status, row| {
         if let (Status::Valid, Some(row)) = (status, row) {
             let recorded = row.timestamptz(col::LAST_ACTIVITY_AT).unwrap_or(0);
-            if recorded < stale_before {
+            let idle_expires_at = row.timestamptz(col::IDLE_EXPIRES_AT).unwrap_or(i64::MAX);
+            let absolute_expires_at = row.timestamptz(col::ABSOLUTE_EXPIRES_AT).unwrap_or(0);
+            if recorded < stale_before
+                || half_gone(recorded, idle_expires_at, absolute_expires_at, now)
+            {
                 return Touch::Write {
                     session_id: row.text(col::SESSION_ID).unwrap_or_default(),
                 };
@@ -208,14 +212,18 @@ thread_local! {
     static TOUCH_PLANS: std::cell::OnceCell<TouchPlans> = const { std::cell::OnceCell::new() };
 }
 
-// $1 session_id, $2 the statement's time, $3 the activity time older than which a touch writes.
+// $1 session_id, $2 the statement's time, $3 the activity time older than which a touch writes
+// (see `half_gone` for the other reason to write).
 // Only the two unindexed columns change: a HOT update. The conditions are checked again on the
 // row's latest version if another transaction changed it meanwhile.
 const RECORD_ACTIVITY: &str = "UPDATE auth_pg.sessions \
      SET last_activity_at = $2, \
          idle_expires_at = LEAST($2 OPERATOR(pg_catalog.+) idle_timeout, absolute_expires_at) \
      WHERE session_id OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL \
-       AND last_activity_at OPERATOR(pg_catalog.<) $3 \
+       AND (last_activity_at OPERATOR(pg_catalog.<) $3 \
+            OR (idle_expires_at OPERATOR(pg_catalog.<) absolute_expires_at \
+                AND (idle_expires_at OPERATOR(pg_catalog.-) $2) \
+                    OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-) last_activity_at))) \
        AND idle_expires_at OPERATOR(pg_catalog.>) $2 \
        AND absolute_expires_at OPERATOR(pg_catalog.>) $2 \
      RETURNING user_id, session_id, idle_expires_at, absolute_expires_at, metadata";
@@ -229,6 +237,20 @@ const REREAD: &str = "SELECT CASE WHEN revoked_at IS NOT NULL THEN 'revoked' \
              user_id, session_id, idle_expires_at, absolute_expires_at, metadata \
       FROM auth_pg.sessions \
       WHERE session_id OPERATOR(pg_catalog.=) $1";
+
+/// Whether more than half of a session's idle window has passed since its activity was last
+/// recorded, while a write would still move its idle deadline. A touch then writes even within
+/// `auth_pg.session_touch_interval`, so a session whose idle timeout is shorter than two such
+/// intervals still slides. `RECORD_ACTIVITY` states the same rule in SQL.
+fn half_gone(
+    recorded: pg_sys::TimestampTz,
+    idle_expires_at: pg_sys::TimestampTz,
+    absolute_expires_at: pg_sys::TimestampTz,
+    now: pg_sys::TimestampTz,
+) -> bool {
+    idle_expires_at < absolute_expires_at
+        && idle_expires_at.saturating_sub(now) < now.saturating_sub(recorded)
+}
 
 /// Records activity at `now` for a session found valid and stale, and forms the answer from
 /// the row as written. When the row changed meanwhile (another touch wrote first, or it was
@@ -320,14 +342,15 @@ fn create_session(
     } else {
         idle_expires_at
     };
+    let (setting, max_seconds) = (
+        "auth_pg.max_session_lifetime",
+        gucs::max_session_lifetime_seconds(),
+    );
     for (argument, deadline) in [
         ("idle_timeout", idle_expires_at),
         ("absolute_timeout", absolute_expires_at),
     ] {
-        if deadline.into_inner() <= now.into_inner() {
-            // Calendar arithmetic can undo a positive-looking interval: judge where it lands.
-            AuthPgError::from(auth_core::InputError::NotPositive { argument }).raise(FUNCTION);
-        }
+        check_landing(now, deadline, argument, setting, max_seconds, FUNCTION);
     }
 
     let limit = gucs::max_sessions_per_user();
@@ -375,15 +398,16 @@ fn make_room(user_id: &str, limit: i64, now: TimestampWithTimeZone, function: &'
     )
     .expect("SPI reports errors as ERRORs");
 
-    let args: [DatumWithOid; 2] = [user_id.into(), now.into()];
-    let in_force: i64 = write_one(
-        "SELECT pg_catalog.count(*) FROM auth_pg.sessions \
-         WHERE user_id OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL \
-           AND idle_expires_at OPERATOR(pg_catalog.>) $2 \
-           AND absolute_expires_at OPERATOR(pg_catalog.>) $2",
-        &args,
-    )
-    .unwrap_or(0);
+    // SAFETY: reads a backend-local setting (IsolationUsesXactSnapshot in C).
+    let snapshot_per_transaction =
+        unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32;
+    let in_force = if snapshot_per_transaction {
+        in_force_now(user_id, now)
+    } else {
+        // READ COMMITTED: a statement after the lock sees every creation that held it before.
+        let args: [DatumWithOid; 2] = [user_id.into(), now.into()];
+        write_one(COUNT_IN_FORCE, &args).unwrap_or(0)
+    };
     if in_force < limit {
         return;
     }
@@ -397,7 +421,7 @@ fn make_room(user_id: &str, limit: i64, now: TimestampWithTimeZone, function: &'
         client
             .update(
                 "UPDATE auth_pg.sessions SET revoked_at = $2 \
-                 WHERE session_id OPERATOR(pg_catalog.=) ANY (ARRAY( \
+                 WHERE revoked_at IS NULL AND session_id OPERATOR(pg_catalog.=) ANY (ARRAY( \
                      SELECT session_id FROM auth_pg.sessions \
                      WHERE user_id OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL \
                        AND idle_expires_at OPERATOR(pg_catalog.>) $2 \
@@ -411,9 +435,60 @@ fn make_room(user_id: &str, limit: i64, now: TimestampWithTimeZone, function: &'
             .collect::<Result<Vec<_>, SpiError>>()
     })
     .expect("SPI reports errors as ERRORs");
+    // Under REPEATABLE READ the sessions to evict are chosen among those this transaction's
+    // snapshot sees; sessions created since are invisible to it and cannot be evicted by it.
+    if snapshot_per_transaction && i64::try_from(evicted.len()).unwrap_or(i64::MAX) < excess {
+        AuthPgError::SessionsChangedConcurrently.raise(function);
+    }
     for session_id in evicted {
         revoked(&session_id, user_id, "session.evict");
     }
+}
+
+// $1 user_id, $2 the statement's time.
+const COUNT_IN_FORCE: &str = "SELECT pg_catalog.count(*) FROM auth_pg.sessions \
+     WHERE user_id OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL \
+       AND idle_expires_at OPERATOR(pg_catalog.>) $2 \
+       AND absolute_expires_at OPERATOR(pg_catalog.>) $2";
+
+/// The user's sessions in force at `now`, as committed at this moment. Under REPEATABLE READ
+/// and SERIALIZABLE an ordinary query reads the transaction's snapshot, which misses sessions
+/// that transactions committed after it was taken, even those that held the lock this one
+/// waited for; this count reads the latest snapshot instead, as PostgreSQL's foreign-key
+/// checks do at those levels.
+fn in_force_now(user_id: &str, now: TimestampWithTimeZone) -> i64 {
+    let query = std::ffi::CString::new(COUNT_IN_FORCE).expect("the query has no NUL byte");
+    Spi::connect(|_| {
+        // SAFETY: inside an SPI connection: the plan and result belong to it and are freed when
+        // it closes; the argument datums live in the current memory context for the call;
+        // SPI_execute_snapshot registers its own copy of the latest snapshot. count(*) is one
+        // row of one int8 column, passed by value.
+        unsafe {
+            let mut types = [pg_sys::TEXTOID, pg_sys::TIMESTAMPTZOID];
+            let plan = pg_sys::SPI_prepare(query.as_ptr(), 2, types.as_mut_ptr());
+            assert!(!plan.is_null(), "SPI_prepare reports errors as ERRORs");
+            let mut values = [
+                user_id.into_datum().expect("text is not NULL"),
+                now.into_datum().expect("a timestamp is not NULL"),
+            ];
+            let nulls = [b' ' as std::ffi::c_char; 2];
+            let status = pg_sys::SPI_execute_snapshot(
+                plan,
+                values.as_mut_ptr(),
+                nulls.as_ptr(),
+                pg_sys::GetLatestSnapshot(),
+                std::ptr::null_mut(),
+                true,
+                false,
+                1,
+            );
+            assert_eq!(status, pg_sys::SPI_OK_SELECT as i32, "a SELECT");
+            let table = pg_sys::SPI_tuptable;
+            let mut is_null = false;
+            let count = pg_sys::SPI_getbinval(*(*table).vals, (*table).tupdesc, 1, &mut is_null);
+            i64::from_datum(count, is_null).unwrap_or(0)
+        }
+    })
 }
 
 /// Tells caches and the audit trail that a session was revoked.

@@ -5,7 +5,7 @@
 //! `tokens_token_hash_idx`.
 
 use auth_core::hash::HASH_LEN;
-use auth_core::input::{self, IntervalParts, MAX_METADATA_BYTES};
+use auth_core::input::{self, IntervalParts, MAX_METADATA_BYTES, MAX_METADATA_DEPTH};
 use auth_core::{Credential, CredentialKind, Invalidation};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -95,13 +95,21 @@ pub unsafe extern "C-unwind" fn auth_pg_validate_tokens(
     unsafe { check::check_batch::<Tokens, 5>(fcinfo, "validate_tokens", "tokens") }
 }
 
-/// Checks optional JSON metadata: an object, at most `MAX_METADATA_BYTES` when serialized.
+/// Checks optional JSON metadata: an object, at most `MAX_METADATA_BYTES` when serialized and
+/// `MAX_METADATA_DEPTH` levels deep.
 pub(crate) fn check_metadata(metadata: Option<Jsonb>, function: &'static str) -> Option<Jsonb> {
     let metadata = metadata?;
     if !metadata.0.is_object() {
         AuthPgError::from(auth_core::InputError::NotAnObject {
             argument: "metadata",
         })
+        .raise(function);
+    }
+    if nesting(&metadata.0) > MAX_METADATA_DEPTH {
+        AuthPgError::JsonTooDeep {
+            argument: "metadata",
+            limit: MAX_METADATA_DEPTH,
+        }
         .raise(function);
     }
     let size = serde_json::to_vec(&metadata.0).map_or(usize::MAX, |bytes| bytes.len());
@@ -113,6 +121,19 @@ pub(crate) fn check_metadata(metadata: Option<Jsonb>, function: &'static str) ->
         .raise(function);
     }
     Some(metadata)
+}
+
+/// How deeply `value` nests objects and arrays: 0 for a scalar. The recursion is bounded by
+/// the 128 levels `Jsonb` reads.
+fn nesting(value: &serde_json::Value) -> usize {
+    let deepest = |children: &mut dyn Iterator<Item = &serde_json::Value>| {
+        1 + children.map(nesting).max().unwrap_or(0)
+    };
+    match value {
+        serde_json::Value::Array(items) => deepest(&mut items.iter()),
+        serde_json::Value::Object(members) => deepest(&mut members.values()),
+        _ => 0,
+    }
 }
 
 /// An interval's parts, for the checks of `auth_core::input`. The interval itself is what gets
@@ -137,6 +158,34 @@ pub(crate) fn later(
 ) -> TimestampWithTimeZone {
     input::check_reach(argument, at.into_inner(), interval_parts(&interval)).or_raise(function);
     at + interval
+}
+
+/// Judges a lifetime by where it lands: `deadline` (`now` moved by the interval `argument`)
+/// must be later than `now` and at most `max_seconds` after it. The interval was checked
+/// before by PostgreSQL's interval ordering (a month as 30 days, a day as 24 hours); calendar
+/// arithmetic in the caller's time zone can still land it elsewhere ('1 month' from 1 January
+/// is 31 days; '1 month -30 days' in February is in the past; a day across a clock change is
+/// 23 or 25 hours).
+pub(crate) fn check_landing(
+    now: TimestampWithTimeZone,
+    deadline: TimestampWithTimeZone,
+    argument: &'static str,
+    setting: &'static str,
+    max_seconds: i64,
+    function: &'static str,
+) {
+    let span = i128::from(deadline.into_inner()) - i128::from(now.into_inner());
+    if span <= 0 {
+        AuthPgError::from(auth_core::InputError::NotPositive { argument }).raise(function);
+    }
+    if span > i128::from(max_seconds) * 1_000_000 {
+        AuthPgError::from(auth_core::InputError::TooLongInterval {
+            argument,
+            setting,
+            max_seconds,
+        })
+        .raise(function);
+    }
 }
 
 /// Runs a data-modifying statement and returns the first column of its first row, if any.
@@ -189,11 +238,14 @@ fn issue_token(
     let now = TimestampWithTimeZone::try_from(statement_time())
         .expect("the statement's start time is a valid timestamp");
     let expires_at = later(now, ttl, "ttl", FUNCTION);
-    if expires_at.into_inner() <= now.into_inner() {
-        // Calendar arithmetic can undo a positive-looking interval ('1 month -30 days' in
-        // February): judge by where it lands.
-        AuthPgError::from(auth_core::InputError::NotPositive { argument: "ttl" }).raise(FUNCTION);
-    }
+    check_landing(
+        now,
+        expires_at,
+        "ttl",
+        "auth_pg.max_token_ttl",
+        gucs::max_token_ttl_seconds(),
+        FUNCTION,
+    );
 
     let token = generate(CredentialKind::Token, FUNCTION);
     let hash: [u8; HASH_LEN] = hash_key::hash_credential(token.expose_secret().as_bytes());

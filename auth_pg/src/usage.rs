@@ -193,26 +193,76 @@ impl UsageTable {
     }
 
     /// Takes every noted use in the current database that has not been flushed:
-    /// `(key hash, last used)`. The slots stay, marked flushed.
+    /// `(key hash, last used)`. The slots stay, marked flushed. Notes left by databases that
+    /// no longer exist are marked flushed too, so that their slots can be reused.
     pub(crate) fn take(&self) -> Vec<([u8; 32], pg_sys::TimestampTz)> {
         let Some(shared) = self.attached() else {
             return Vec::new();
         };
         // SAFETY: reads the backend's database id; the lock guards the slots and is released
-        // before anything that could raise.
+        // before anything that could raise (the catalog lookups run without it).
         unsafe {
             let database = pg_sys::MyDatabaseId.to_u32();
             let lock = (*shared).lock;
             pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
             let mut taken = Vec::new();
+            let mut others: Vec<u32> = Vec::new();
             for slot in (*shared).slots.iter_mut() {
-                if slot.state == USED && slot.database == database && slot.dirty {
-                    taken.push((slot.key_hash, slot.last_used));
-                    slot.dirty = false;
+                if slot.state == USED && slot.dirty {
+                    if slot.database == database {
+                        taken.push((slot.key_hash, slot.last_used));
+                        slot.dirty = false;
+                    } else if !others.contains(&slot.database) {
+                        others.push(slot.database);
+                    }
                 }
             }
             pg_sys::LWLockRelease(lock);
+            others.retain(|&other| {
+                !pg_sys::SearchSysCacheExists(
+                    pg_sys::SysCacheIdentifier::DATABASEOID as i32,
+                    pg_sys::Datum::from(other),
+                    pg_sys::Datum::from(0),
+                    pg_sys::Datum::from(0),
+                    pg_sys::Datum::from(0),
+                )
+            });
+            if !others.is_empty() {
+                pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+                for slot in (*shared).slots.iter_mut() {
+                    if slot.state == USED && others.contains(&slot.database) {
+                        slot.dirty = false;
+                    }
+                }
+                pg_sys::LWLockRelease(lock);
+            }
             taken
+        }
+    }
+
+    /// Puts back notes that `take` returned, for a flush that failed: their slots wait for the
+    /// next flush again (unless another key has taken one meanwhile).
+    pub(crate) fn restore(&self, taken: &[([u8; 32], pg_sys::TimestampTz)]) {
+        let Some(shared) = self.attached() else {
+            return;
+        };
+        // SAFETY: as in `take`; nothing here can raise.
+        unsafe {
+            let database = pg_sys::MyDatabaseId.to_u32();
+            let lock = (*shared).lock;
+            pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+            for (key_hash, _) in taken {
+                let start = home(key_hash);
+                for probe in 0..PROBES {
+                    let slot = &mut (*shared).slots[(start + probe) % SLOTS];
+                    if slot.state == USED && slot.database == database && slot.key_hash == *key_hash
+                    {
+                        slot.dirty = true;
+                        break;
+                    }
+                }
+            }
+            pg_sys::LWLockRelease(lock);
         }
     }
 }

@@ -230,7 +230,7 @@ mod tests {
         let cases = [
             (
                 "UPDATE auth_pg.organizations SET api_keys = '{}'",
-                ERRCODE_CHECK_VIOLATION,
+                ERRCODE_INVALID_PARAMETER_VALUE,
             ),
             (
                 "UPDATE auth_pg.organizations SET api_keys = '[42]'",
@@ -258,9 +258,33 @@ mod tests {
         for (sql, expected) in cases {
             assert_eq!(sqlstate_of(sql), Some(expected), "{sql}");
         }
+        // The errors name what is wrong, never the document's contents.
+        let hash = Spi::get_one::<String>(
+            "SELECT api_keys->0->>'hash' FROM auth_pg.organizations WHERE org_id = 'acme'",
+        )
+        .expect("read")
+        .expect("a hash");
+        let error =
+            error_of("UPDATE auth_pg.organizations SET api_keys = api_keys->0").expect("refused");
+        assert_eq!(error.code, ERRCODE_INVALID_PARAMETER_VALUE);
+        assert!(error.hint.is_some());
+        assert!(!error.message.contains(&hash[..8]), "{}", error.message);
+        // A key copied into another organization's document is refused: a key is found by
+        // its hash alone, so it belongs to one organization.
+        create_org("globex");
+        let error = error_of(
+            "UPDATE auth_pg.organizations \
+             SET api_keys = (SELECT api_keys FROM auth_pg.organizations WHERE org_id = 'acme') \
+             WHERE org_id = 'globex'",
+        )
+        .expect("refused");
+        assert_eq!(error.code, ERRCODE_UNIQUE_VIOLATION);
+        assert!(error.hint.is_some());
+        assert!(!error.message.contains(&hash[..8]), "{}", error.message);
         // Nothing stored was lost.
         assert_eq!(status(Some(&second)), "valid");
         assert_in_step("acme");
+        assert_in_step("globex");
 
         // Deleting the organization by hand removes its keys.
         Spi::run("DELETE FROM auth_pg.organizations WHERE org_id = 'acme'").expect("delete");
@@ -269,6 +293,41 @@ mod tests {
             Spi::get_one::<i64>("SELECT count(*) FROM auth_pg.api_key_lookup").expect("count"),
             Some(0)
         );
+    }
+
+    /// Metadata nests at most 64 levels, so that the document holding it stays readable: an
+    /// organization can always be rewritten, by a later change, by hand or by a restore.
+    #[pg_test]
+    fn deep_metadata_is_refused_so_documents_stay_rewritable() {
+        create_org("acme");
+        let deep = |levels: usize| format!("{}1{}", "{\"a\": ".repeat(levels), "}".repeat(levels));
+        let error = error_of(&format!(
+            "SELECT auth_pg.create_api_key('acme', 'deep', '{{}}', NULL, '{}')",
+            deep(126)
+        ))
+        .expect("refused");
+        assert_eq!(error.code, PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED);
+        assert!(error.message.contains("metadata"), "{}", error.message);
+        assert!(error.hint.is_some());
+        Spi::run(&format!(
+            "SELECT auth_pg.create_api_key('acme', 'deepest', '{{}}', NULL, '{}')",
+            deep(64)
+        ))
+        .expect("64 levels are taken");
+        Spi::run("UPDATE auth_pg.organizations SET api_keys = api_keys WHERE org_id = 'acme'")
+            .expect("the document can be rewritten");
+        assert_in_step("acme");
+        for function in [
+            "auth_pg.issue_token('u', '1 hour', '{}'",
+            "auth_pg.create_session('u', '1 hour', '2 hours'",
+        ] {
+            let sql = format!("SELECT {function}, '{}')", deep(65));
+            assert_eq!(
+                sqlstate_of(&sql),
+                Some(PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                "{function}"
+            );
+        }
     }
 
     #[pg_test]
@@ -332,6 +391,24 @@ mod tests {
         let (key, _) = create_key("acme", "CI");
         assert_eq!(status(Some(&key)), "valid");
         assert_eq!(status(Some(&key)), "valid");
+        // A flush that cannot run (in a read-only transaction) or that fails (here a trigger
+        // raises) loses nothing: the next one writes the use.
+        let refused =
+            error_of("SET LOCAL transaction_read_only = on; SELECT auth_pg.flush_api_key_usage()")
+                .expect("refused");
+        assert_eq!(
+            refused.code,
+            PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION
+        );
+        let failed = error_of(
+            "CREATE FUNCTION public.flush_fails() RETURNS trigger LANGUAGE plpgsql \
+                 AS $$BEGIN RAISE EXCEPTION 'flush fails'; END$$; \
+             CREATE TRIGGER flush_fails BEFORE UPDATE ON auth_pg.api_key_lookup \
+                 FOR EACH ROW EXECUTE FUNCTION public.flush_fails(); \
+             SELECT auth_pg.flush_api_key_usage()",
+        )
+        .expect("failed");
+        assert_eq!(failed.message, "flush fails");
         let flushed = Spi::get_one::<i64>("SELECT auth_pg.flush_api_key_usage()").expect("flush");
         assert_eq!(flushed, Some(1), "two uses within a minute are one write");
         assert_eq!(status(Some(&key)), "valid");

@@ -203,6 +203,44 @@ mod tests {
         assert_eq!(stored(&id), (0.0, 1800.0));
     }
 
+    /// A session whose idle timeout is shorter than two touch intervals still slides: a touch
+    /// writes once half of its idle window has passed, unless its idle deadline already sits
+    /// at the absolute one, where a write would move nothing.
+    #[pg_test]
+    fn a_short_idle_timeout_slides_within_the_touch_interval() {
+        let token = Spi::get_one::<String>(
+            "SELECT auth_pg.create_session('user-short', '30 seconds', '1 hour')",
+        )
+        .expect("create_session")
+        .expect("a token");
+        let id = session_id_of(&token);
+        // A third of the window gone: no write.
+        move_session(
+            &id,
+            "last_activity_at = statement_timestamp() - interval '10 seconds', \
+             idle_expires_at = statement_timestamp() + interval '20 seconds'",
+        );
+        assert_eq!(status("touch_session", Some(&token)), "valid");
+        assert_eq!(stored(&id), (-10.0, 20.0));
+        // Two thirds gone, well within the 60 s interval: written.
+        move_session(
+            &id,
+            "last_activity_at = statement_timestamp() - interval '20 seconds', \
+             idle_expires_at = statement_timestamp() + interval '10 seconds'",
+        );
+        assert_eq!(status("touch_session", Some(&token)), "valid");
+        assert_eq!(stored(&id), (0.0, 30.0));
+        // Capped at the absolute deadline: nothing to move, no write.
+        move_session(
+            &id,
+            "last_activity_at = statement_timestamp() - interval '20 seconds', \
+             idle_expires_at = statement_timestamp() + interval '10 seconds', \
+             absolute_expires_at = statement_timestamp() + interval '10 seconds'",
+        );
+        assert_eq!(status("touch_session", Some(&token)), "valid");
+        assert_eq!(stored(&id), (-20.0, 10.0));
+    }
+
     #[pg_test]
     fn the_limit_refuses_or_evicts_the_least_recently_active() {
         Spi::run("SET LOCAL auth_pg.max_sessions_per_user = 2").expect("SET");

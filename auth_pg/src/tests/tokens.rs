@@ -215,6 +215,50 @@ mod tests {
         );
     }
 
+    /// A lifetime's limit holds where the lifetime lands on the calendar, not only by
+    /// PostgreSQL's interval ordering, which counts a month as 30 days: '1 year' is 360 days
+    /// there, but lands 365 or 366 days later.
+    #[pg_test]
+    fn lifetime_limits_hold_on_the_calendar() {
+        Spi::run("SET LOCAL auth_pg.max_token_ttl = '360d'").expect("SET");
+        Spi::run("SET LOCAL auth_pg.max_session_lifetime = '360d'").expect("SET");
+        for sql in [
+            "SELECT auth_pg.issue_token('u', '1 year')",
+            "SELECT auth_pg.create_session('u', '1 hour', '1 year')",
+        ] {
+            let error = crate::tests::error_of(sql).expect("refused");
+            assert_eq!(
+                error.code,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                "{sql}"
+            );
+            assert!(error.message.contains("360"), "{sql}: {}", error.message);
+        }
+        Spi::run("SELECT auth_pg.issue_token('u', '359 days')").expect("within the limit");
+    }
+
+    /// The batch limit counts the elements of an array of any shape, from its header, before
+    /// anything is unpacked; an array at the limit is checked whole.
+    #[pg_test]
+    fn the_batch_limit_counts_every_element() {
+        let error = crate::tests::error_of(
+            "SELECT auth_pg.validate_tokens(array_fill('x'::text, ARRAY[101, 100]))",
+        )
+        .expect("refused");
+        assert_eq!(error.code, PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED);
+        assert!(
+            error.message.contains("10100 elements"),
+            "{}",
+            error.message
+        );
+        assert!(error.hint.is_some());
+        let checked = Spi::get_one::<i64>(
+            "SELECT count(*) FILTER (WHERE status = 'malformed') \
+             FROM auth_pg.validate_tokens(array_fill('x'::text, ARRAY[100, 100]))",
+        );
+        assert_eq!(checked, Ok(Some(10_000)));
+    }
+
     #[pg_test]
     fn revocations_are_audited_without_secrets() {
         let token = issue("user-7", "1 hour");

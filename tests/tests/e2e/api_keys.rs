@@ -385,6 +385,23 @@ async fn changes_are_announced_with_ids_only() {
             org_id: "acme".into()
         }
     );
+    // Renamed by hand: caches hold its keys under the old id, so both ids are announced.
+    admin
+        .create_organization("globex", "Globex")
+        .await
+        .expect("create org");
+    db.psql("UPDATE auth_pg.organizations SET org_id = 'globex-2' WHERE org_id = 'globex'");
+    for org_id in ["globex-2", "globex"] {
+        assert_eq!(
+            events.next().await,
+            Invalidation::OrganizationKeysChanged {
+                org_id: org_id.into()
+            }
+        );
+    }
+    // Truncated by hand: no row trigger fires, so every key is forgotten.
+    db.psql("TRUNCATE auth_pg.organizations CASCADE");
+    assert_eq!(events.next().await, Invalidation::ApiKeysChanged);
 }
 
 #[tokio::test]
