@@ -329,6 +329,45 @@ impl<'conn, 'c> Change<'conn, 'c> {
         })
     }
 
+    /// `role` and every role that inherits from it, as the closure has them now.
+    fn descendants(&mut self, role_id: i64) -> Vec<i64> {
+        let args: [DatumWithOid; 1] = [role_id.into()];
+        self.client
+            .update(
+                "SELECT role_id FROM auth_pg.role_closure \
+                 WHERE ancestor_id OPERATOR(pg_catalog.=) $1",
+                None,
+                &args,
+            )
+            .expect("SPI reports errors as ERRORs")
+            .map(|row| row.get::<i64>(1).ok().flatten().unwrap_or_default())
+            .collect()
+    }
+
+    /// Recomputes the closure rows of `roles` from their parents, after a change to the parents
+    /// of a role they all inherit from (`roles` is its descendants, found before the change).
+    /// A role's ancestors depend only on the parent links above it, so no other row changes:
+    /// the work grows with the part of the hierarchy below the change, not with every role.
+    fn recompute_closure_of(&mut self, roles: Vec<i64>) {
+        let args: [DatumWithOid; 1] = [roles.into()];
+        self.run(
+            "DELETE FROM auth_pg.role_closure WHERE role_id OPERATOR(pg_catalog.=) ANY ($1)",
+            &args,
+        );
+        self.run(
+            "INSERT INTO auth_pg.role_closure (role_id, ancestor_id) \
+             WITH RECURSIVE closure (role_id, ancestor_id) AS ( \
+                 SELECT r.role_id, r.role_id FROM auth_pg.roles r \
+                 WHERE r.role_id OPERATOR(pg_catalog.=) ANY ($1) \
+                 UNION \
+                 SELECT closure.role_id, p.parent_id \
+                 FROM closure JOIN auth_pg.role_parents p \
+                   ON p.role_id OPERATOR(pg_catalog.=) closure.ancestor_id) \
+             SELECT role_id, ancestor_id FROM closure",
+            &args,
+        );
+    }
+
     /// Recomputes `auth_pg.role_closure` from the roles and their parents.
     fn rebuild_closure(&mut self) {
         self.run("DELETE FROM auth_pg.role_closure", &[]);
@@ -526,14 +565,19 @@ fn delete_role(name: Option<&str>, org_id: default!(Option<&str>, "NULL")) -> bo
         ) else {
             return false;
         };
-        // The holders are found before the role and its links go.
+        // The holders and the roles below it are found before the role and its links go.
         let holders = change.holders(role.id);
+        let below: Vec<i64> = change
+            .descendants(role.id)
+            .into_iter()
+            .filter(|&id| id != role.id)
+            .collect();
         let args: [DatumWithOid; 1] = [role.id.into()];
         change.run(
             "DELETE FROM auth_pg.roles WHERE role_id OPERATOR(pg_catalog.=) $1",
             &args,
         );
-        change.rebuild_closure();
+        change.recompute_closure_of(below);
         let refreshed = change.refresh(holders);
         change.role_changed(
             "role.delete",
@@ -588,7 +632,8 @@ fn set_parent(
         if changed == 0 {
             return false;
         }
-        change.rebuild_closure();
+        let below = change.descendants(role.id);
+        change.recompute_closure_of(below);
         let refreshed = change.refresh_holders(role.id);
         change.role_changed(
             if add {
