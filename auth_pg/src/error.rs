@@ -79,6 +79,9 @@ pub(crate) enum AuthPgError {
     /// holds too (a copied element).
     #[error("the api_keys document holds a key that belongs to another organization")]
     KeyOfAnotherOrganization,
+    /// Rows loaded into the permission tables by hand break a rule the functions keep.
+    #[error("the permission tables hold {rule}")]
+    LoadedRowsBreakRule { rule: &'static str },
     /// A count argument is zero or negative.
     #[error("{argument} must be greater than zero")]
     NotPositiveCount { argument: &'static str },
@@ -163,6 +166,7 @@ impl AuthPgError {
             Self::UnknownRole { .. } => ERRCODE_UNDEFINED_OBJECT,
             Self::RoleExists { .. } => ERRCODE_DUPLICATE_OBJECT,
             Self::RoleCycle => ERRCODE_INVALID_GRANT_OPERATION,
+            Self::LoadedRowsBreakRule { .. } => ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION,
             Self::ApiKeyNotRotatable { .. } | Self::DocumentOutOfStep => {
                 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
@@ -219,6 +223,11 @@ impl AuthPgError {
             }
             Self::KeyOfAnotherOrganization => "An API key belongs to one organization: remove \
                 the copied element, and create the organization its own keys with create_api_key."
+                .into(),
+            Self::LoadedRowsBreakRule { .. } => "Correct the rows loaded into auth_pg.roles, \
+                role_parents, role_permissions and role_assignments, then call \
+                rebuild_permissions() again; checks answer from the state before the load until \
+                then."
                 .into(),
             Self::NotPositiveCount { .. } => "Pass a positive number, such as 10000.".into(),
             Self::SessionsChangedConcurrently => "Retry the transaction.".into(),

@@ -329,6 +329,61 @@ impl<'conn, 'c> Change<'conn, 'c> {
         })
     }
 
+    /// Whether the query (one boolean, no arguments) answers true.
+    fn exists(&mut self, sql: &str) -> bool {
+        self.client
+            .update(sql, Some(1), &[])
+            .expect("SPI reports errors as ERRORs")
+            .first()
+            .get_one::<bool>()
+            .expect("one boolean")
+            .unwrap_or(false)
+    }
+
+    /// Checks rows loaded into the tables by hand, before `rebuild_permissions` derives from
+    /// them, against the rules the functions keep: what they would refuse is refused here too.
+    fn check_loaded(&mut self, function: &'static str) {
+        let rules = [
+            (
+                "an organization's role assigned in another organization or everywhere",
+                "SELECT EXISTS (SELECT FROM auth_pg.role_assignments a \
+                 JOIN auth_pg.roles r ON r.role_id OPERATOR(pg_catalog.=) a.role_id \
+                 WHERE r.org_id IS NOT NULL AND a.org_id IS DISTINCT FROM r.org_id)",
+            ),
+            (
+                "a role whose parent is another organization's role",
+                "SELECT EXISTS (SELECT FROM auth_pg.role_parents p \
+                 JOIN auth_pg.roles c ON c.role_id OPERATOR(pg_catalog.=) p.role_id \
+                 JOIN auth_pg.roles a ON a.role_id OPERATOR(pg_catalog.=) p.parent_id \
+                 WHERE a.org_id IS NOT NULL AND a.org_id IS DISTINCT FROM c.org_id)",
+            ),
+            (
+                "a global role and an organization's role of the same name",
+                "SELECT EXISTS (SELECT FROM auth_pg.roles g \
+                 JOIN auth_pg.roles o ON o.name OPERATOR(pg_catalog.=) g.name \
+                 WHERE g.org_id IS NULL AND o.org_id IS NOT NULL)",
+            ),
+        ];
+        for (rule, sql) in rules {
+            if self.exists(sql) {
+                AuthPgError::LoadedRowsBreakRule { rule }.raise(function);
+            }
+        }
+        let names: Vec<String> = self
+            .client
+            .update(
+                "SELECT DISTINCT permission FROM auth_pg.role_permissions",
+                None,
+                &[],
+            )
+            .expect("SPI reports errors as ERRORs")
+            .map(|row| row.get::<String>(1).ok().flatten().unwrap_or_default())
+            .collect();
+        for name in &names {
+            rules::check_permission("role_permissions.permission", Some(name)).or_raise(function);
+        }
+    }
+
     /// `role` and every role that inherits from it, as the closure has them now.
     fn descendants(&mut self, role_id: i64) -> Vec<i64> {
         let args: [DatumWithOid; 1] = [role_id.into()];
@@ -747,7 +802,15 @@ fn revoke_permission(
 fn rebuild_permissions() -> i64 {
     const FUNCTION: &str = "rebuild_permissions";
     change(FUNCTION, |change| {
+        change.check_loaded(FUNCTION);
         change.rebuild_closure();
+        if change.exists(
+            "SELECT EXISTS (SELECT FROM auth_pg.role_parents p \
+             JOIN auth_pg.role_closure c ON c.role_id OPERATOR(pg_catalog.=) p.parent_id \
+                                        AND c.ancestor_id OPERATOR(pg_catalog.=) p.role_id)",
+        ) {
+            AuthPgError::RoleCycle.raise(FUNCTION);
+        }
         change.run("DELETE FROM auth_pg.user_grants", &[]);
         let everyone = change.users("SELECT DISTINCT user_id FROM auth_pg.role_assignments", &[]);
         let refreshed = change.refresh(everyone);

@@ -170,6 +170,66 @@ mod tests {
         }
     }
 
+    /// Rows loaded by hand that the functions would refuse make rebuild_permissions raise and
+    /// change nothing; checks keep answering from the state before the load.
+    #[pg_test]
+    fn rebuild_refuses_loaded_rows_that_break_the_rules() {
+        model();
+        let before = listed("user_permissions", "ada", Some("acme"));
+        let id = |name: &str, org: &str| {
+            format!(
+                "(SELECT role_id FROM auth_pg.roles WHERE name = '{name}' \
+                 AND org_id IS NOT DISTINCT FROM {org})"
+            )
+        };
+        use PgSqlErrorCode::*;
+        let cases = [
+            (
+                format!(
+                    "INSERT INTO auth_pg.role_assignments (user_id, org_id, role_id) \
+                     VALUES ('ada', 'globex', {})",
+                    id("admin", "'acme'")
+                ),
+                ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION,
+            ),
+            (
+                format!(
+                    "INSERT INTO auth_pg.roles (name, org_id) VALUES ('auditor', 'globex'); \
+                     INSERT INTO auth_pg.role_parents VALUES ({}, {})",
+                    id("auditor", "'globex'"),
+                    id("admin", "'acme'")
+                ),
+                ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION,
+            ),
+            (
+                "INSERT INTO auth_pg.roles (name, org_id) VALUES ('viewer', 'globex')".into(),
+                ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION,
+            ),
+            (
+                format!(
+                    "INSERT INTO auth_pg.role_permissions VALUES ({}, 'doc*')",
+                    id("viewer", "NULL")
+                ),
+                ERRCODE_INVALID_PARAMETER_VALUE,
+            ),
+            (
+                format!(
+                    "INSERT INTO auth_pg.role_parents VALUES ({}, {})",
+                    id("viewer", "NULL"),
+                    id("editor", "NULL")
+                ),
+                ERRCODE_INVALID_GRANT_OPERATION,
+            ),
+        ];
+        for (load, expected) in cases {
+            let sql = format!("{load}; SELECT auth_pg.rebuild_permissions()");
+            assert_eq!(sqlstate_of(&sql), Some(expected), "{load}");
+        }
+        assert_eq!(listed("user_permissions", "ada", Some("acme")), before);
+        Spi::run("SELECT auth_pg.rebuild_permissions()").expect("the model itself passes");
+        assert_eq!(listed("user_permissions", "ada", Some("acme")), before);
+    }
+
     #[pg_test]
     fn answers_report_whether_anything_changed() {
         model();
