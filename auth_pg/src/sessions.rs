@@ -215,10 +215,13 @@ thread_local! {
 // $1 session_id, $2 the statement's time, $3 the activity time older than which a touch writes
 // (see `half_gone` for the other reason to write).
 // Only the two unindexed columns change: a HOT update. The conditions are checked again on the
-// row's latest version if another transaction changed it meanwhile.
+// row's latest version if another transaction changed it meanwhile. The idle deadline never
+// moves earlier: calendar arithmetic in the caller's time zone (a day across a clock change,
+// an interval of mixed signs in a short month) can land the new one before the old one.
 const RECORD_ACTIVITY: &str = "UPDATE auth_pg.sessions \
      SET last_activity_at = $2, \
-         idle_expires_at = LEAST($2 OPERATOR(pg_catalog.+) idle_timeout, absolute_expires_at) \
+         idle_expires_at = GREATEST(idle_expires_at, \
+             LEAST($2 OPERATOR(pg_catalog.+) idle_timeout, absolute_expires_at)) \
      WHERE session_id OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL \
        AND (last_activity_at OPERATOR(pg_catalog.<) $3 \
             OR (idle_expires_at OPERATOR(pg_catalog.<) absolute_expires_at \

@@ -241,6 +241,30 @@ mod tests {
         assert_eq!(stored(&id), (-20.0, 10.0));
     }
 
+    /// A touch never moves the idle deadline earlier, whatever the idle timeout adds up to on
+    /// the calendar; a session it answers valid for stays valid.
+    #[pg_test]
+    fn a_touch_never_moves_the_idle_deadline_earlier() {
+        let token = create("user-calendar");
+        let id = session_id_of(&token);
+        // An idle timeout that lands before the last activity on this date (as '1 month
+        // -29 days' does in February, or a day across a clock change in the other direction).
+        move_session(
+            &id,
+            "idle_timeout = interval '-1 hour', \
+             last_activity_at = statement_timestamp() - interval '2 minutes', \
+             idle_expires_at = statement_timestamp() + interval '10 minutes'",
+        );
+        let answer = Spi::get_two_with_args::<String, f64>(
+            "SELECT status, extract(epoch FROM idle_expires_at - statement_timestamp())::float8 \
+             FROM auth_pg.touch_session($1)",
+            &[token.as_str().into()],
+        )
+        .expect("touch");
+        assert_eq!(answer, (Some("valid".into()), Some(600.0)));
+        assert_eq!(stored(&id), (0.0, 600.0));
+    }
+
     #[pg_test]
     fn the_limit_refuses_or_evicts_the_least_recently_active() {
         Spi::run("SET LOCAL auth_pg.max_sessions_per_user = 2").expect("SET");
