@@ -70,7 +70,7 @@ enum Rule {
     OptionalTime,
 }
 
-const FIELDS: [(&str, Rule); 10] = [
+const FIELDS: [(&str, Rule); 11] = [
     ("id", Rule::RequiredText),
     ("hash", Rule::Hash),
     ("prefix", Rule::OptionalText),
@@ -81,6 +81,7 @@ const FIELDS: [(&str, Rule); 10] = [
     ("expires_at", Rule::OptionalTime),
     ("revoked_at", Rule::OptionalTime),
     ("last_used_at", Rule::OptionalTime),
+    ("replaced_by", Rule::OptionalText),
 ];
 
 /// Checks a whole document: an array of key objects with the fields auth_pg reads, each of the

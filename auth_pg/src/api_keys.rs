@@ -382,6 +382,7 @@ fn revoke_api_key(org_id: Option<&str>, key_id: Option<&str>) -> bool {
             position,
             "revoked_at",
             now,
+            None,
             FUNCTION,
         );
         true
@@ -402,8 +403,10 @@ fn revoke_api_key(org_id: Option<&str>, key_id: Option<&str>) -> bool {
     revoked
 }
 
-/// Sets `field` of the key at `position` in `org_id`'s document to `value`, checking that the
-/// element there is the key `key_id`.
+/// Sets `field` of the key at `position` in `org_id`'s document to `value` (and, when given,
+/// `replaced_by` to the id of the key that replaced it), in one rewrite of the document,
+/// checking that the element there is the key `key_id`.
+#[allow(clippy::too_many_arguments)] // one field, its value, and where: all needed
 fn set_document_field(
     client: &mut SpiClient<'_>,
     org_id: &str,
@@ -411,15 +414,27 @@ fn set_document_field(
     position: i32,
     field: &str,
     value: TimestampWithTimeZone,
+    replaced_by: Option<&str>,
     function: &'static str,
 ) {
-    let path = vec![position.to_string(), field.to_owned()];
-    let args: [DatumWithOid; 4] = [org_id.into(), position.into(), path.into(), value.into()];
+    let path = vec![position.to_string()];
+    let args: [DatumWithOid; 6] = [
+        org_id.into(),
+        position.into(),
+        path.into(),
+        value.into(),
+        field.into(),
+        replaced_by.into(),
+    ];
     // Check on the new document (already in memory) that the element changed is the key's.
     let changed: Option<String> = client
         .update(
             "UPDATE auth_pg.organizations SET \
-                 api_keys = pg_catalog.jsonb_set(api_keys, $3, pg_catalog.to_jsonb($4)), \
+                 api_keys = pg_catalog.jsonb_set(api_keys, $3, \
+                     ((api_keys OPERATOR(pg_catalog.->) $2) \
+                      OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object($5, $4)) \
+                     OPERATOR(pg_catalog.||) CASE WHEN $6 IS NULL THEN '{}'::pg_catalog.jsonb \
+                         ELSE pg_catalog.jsonb_build_object('replaced_by', $6) END), \
                  updated_at = $4 \
              WHERE org_id OPERATOR(pg_catalog.=) $1 \
              RETURNING (api_keys OPERATOR(pg_catalog.->) $2) OPERATOR(pg_catalog.->>) 'id'",
@@ -504,11 +519,40 @@ fn rotate_api_key(
             }
             .raise(FUNCTION);
         }
+        // A key is rotated once: its replacement inherits its expiry, which a first rotation
+        // has already cut to the end of its grace period.
+        let position_args: [DatumWithOid; 2] = [org_id.into(), position.into()];
+        let replaced = client
+            .select(
+                "SELECT (api_keys OPERATOR(pg_catalog.->) $2) OPERATOR(pg_catalog.?) 'replaced_by' \
+                 FROM auth_pg.organizations WHERE org_id OPERATOR(pg_catalog.=) $1",
+                Some(1),
+                &position_args,
+            )
+            .ok()
+            .and_then(|table| table.first().get_one::<bool>().ok().flatten());
+        if replaced == Some(true) {
+            AuthPgError::ApiKeyNotRotatable {
+                reason: "it was rotated already",
+            }
+            .raise(FUNCTION);
+        }
         // The old key now ends at the end of the grace period, or earlier if it already did.
         let old_ends = match expires_at {
             Some(e) if e.into_inner() < grace_ends.into_inner() => e,
             _ => grace_ends,
         };
+        let replacement = add_key(
+            client,
+            NewKey {
+                org_id,
+                name: &name,
+                scopes: scopes.unwrap_or_default(),
+                expires_at,
+                metadata: metadata.map(|m| m.0),
+            },
+            FUNCTION,
+        );
         let update: [DatumWithOid; 3] = [org_id.into(), key_id.into(), old_ends.into()];
         run(
             client,
@@ -523,19 +567,10 @@ fn rotate_api_key(
             position,
             "expires_at",
             old_ends,
+            Some(&replacement.1),
             FUNCTION,
         );
-        add_key(
-            client,
-            NewKey {
-                org_id,
-                name: &name,
-                scopes: scopes.unwrap_or_default(),
-                expires_at,
-                metadata: metadata.map(|m| m.0),
-            },
-            FUNCTION,
-        )
+        replacement
     });
     notify::send(&Invalidation::ApiKeyRotated {
         org_id: org_id.to_owned(),

@@ -256,8 +256,9 @@ impl AuthPgError {
             }
             Self::Document(_) => "Each element of api_keys is an object with id, hash (64 \
                 hexadecimal digits), name and created_at, and optionally prefix, scopes (an array \
-                of strings), metadata (an object), expires_at, revoked_at and last_used_at; ids \
-                and hashes are unique. Keys are best changed with auth_pg's functions."
+                of strings), metadata (an object), expires_at, revoked_at, last_used_at and \
+                replaced_by; ids and hashes are unique. Keys are best changed with auth_pg's \
+                functions."
                 .into(),
             Self::UnknownOrganization => {
                 "Create it with auth_pg.create_organization(org_id, name).".into()
@@ -266,9 +267,11 @@ impl AuthPgError {
             Self::UnknownApiKey => {
                 "List the organization's keys with auth_pg.list_api_keys(org_id).".into()
             }
-            Self::ApiKeyNotRotatable { .. } => {
-                "Create a new key with auth_pg.create_api_key.".into()
-            }
+            Self::ApiKeyNotRotatable { .. } => "Rotate a key in force that was not rotated \
+                before (a rotated key names the key that replaced it in replaced_by, in the \
+                organization's api_keys document), or create a new key with \
+                auth_pg.create_api_key."
+                .into(),
             Self::DocumentOutOfStep => "Rebuild the organization's rows from its document: UPDATE \
                 auth_pg.organizations SET api_keys = api_keys WHERE org_id = ...;"
                 .into(),

@@ -121,6 +121,30 @@ mod tests {
         .expect("validate");
         assert_eq!(inherited.as_deref(), Some("CI {read} {\"env\": \"test\"}"));
         assert_in_step("acme");
+        // The old key names its replacement, and is rotated once: a second rotation (a retry,
+        // say) would give the replacement the first one's grace end as its expiry.
+        let replaced_by = Spi::get_one_with_args::<String>(
+            "SELECT e->>'replaced_by' FROM auth_pg.organizations, jsonb_array_elements(api_keys) e \
+             WHERE org_id = 'acme' AND e->>'id' = $1",
+            &[old_id.as_str().into()],
+        )
+        .expect("read");
+        assert_eq!(replaced_by.as_deref(), Some(new_id.as_str()));
+        let again = error_of(&format!(
+            "SELECT auth_pg.rotate_api_key('acme', '{old_id}', '1 hour')"
+        ))
+        .expect("refused");
+        assert_eq!(again.code, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
+        assert!(
+            again.message.contains("rotated already"),
+            "{}",
+            again.message
+        );
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM auth_pg.api_key_lookup").expect("count"),
+            Some(2),
+            "no key was added"
+        );
 
         // A zero grace ends the new key's predecessor now.
         Spi::run_with_args(
