@@ -59,7 +59,7 @@ step "Unit tests: pure logic, no PostgreSQL" cargo test --quiet -p auth_core -p 
 # The next steps install the extension (cargo pgrx test does too), rewriting the auth_pg.so a
 # running demo cluster has loaded: stop the demo first.
 demo_stop "the test build replaces the installed library, which a running server would crash \
-on; start it again with scripts/setup.sh"
+on; scripts/setup.sh starts a fresh demo"
 
 pgrx_tests() {
     local dir="$TEST_TMP/pgrx"

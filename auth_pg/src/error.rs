@@ -239,9 +239,9 @@ impl AuthPgError {
             Self::JsonTooDeep { .. } => "Keep metadata flat: an object of ids and short strings, \
                 with few levels of nesting."
                 .into(),
-            Self::JsonUnreadable { .. } => {
-                "Nest objects and arrays at most 128 levels deep.".into()
-            }
+            Self::JsonUnreadable { .. } => "Nest objects and arrays less deeply: auth_pg reads \
+                at most 128 levels, and takes metadata of at most 64."
+                .into(),
             Self::BatchTooLarge { .. } => "Split the batch into several calls.".into(),
             Self::HashKey { .. } => "Check the file named by auth_pg.hash_key_file: it must \
                 exist, be readable only by the server's operating-system user (mode 0600), and \

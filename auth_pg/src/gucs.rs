@@ -21,12 +21,13 @@ pub(crate) enum SessionLimitAction {
 }
 
 static HASH_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-static MAX_TOKEN_TTL: GucSetting<i32> = GucSetting::<i32>::new(365 * 24 * 60 * 60);
+// 366 days, so that '1 year' fits in a leap year too: lifetimes are judged where they land.
+static MAX_TOKEN_TTL: GucSetting<i32> = GucSetting::<i32>::new(366 * 24 * 60 * 60);
 static AUDIT_TOKEN_ISSUE: GucSetting<bool> = GucSetting::<bool>::new(false);
 static MAINTENANCE_DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
 static MAINTENANCE_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(60);
-static MAX_SESSION_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(365 * 24 * 60 * 60);
+static MAX_SESSION_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(366 * 24 * 60 * 60);
 static SESSION_TOUCH_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(60);
 static MAX_SESSIONS_PER_USER: GucSetting<i32> = GucSetting::<i32>::new(0);
 static SESSION_LIMIT_ACTION: GucSetting<SessionLimitAction> =
@@ -66,7 +67,8 @@ pub(crate) fn init() {
     GucRegistry::define_int_guc(
         c"auth_pg.max_token_ttl",
         c"Longest lifetime issue_token accepts.",
-        c"issue_token refuses a ttl longer than this.",
+        c"issue_token refuses a ttl longer than this, by interval ordering (a month as 30 \
+          days) and by the time from now to where it lands on the calendar.",
         &MAX_TOKEN_TTL,
         1,
         i32::MAX,
@@ -112,7 +114,8 @@ fn define_session_settings() {
     GucRegistry::define_int_guc(
         c"auth_pg.max_session_lifetime",
         c"Longest absolute_timeout create_session accepts.",
-        c"create_session refuses an idle or absolute timeout longer than this.",
+        c"create_session refuses an idle or absolute timeout longer than this, by interval \
+          ordering and by the time from now to where it lands on the calendar.",
         &MAX_SESSION_LIFETIME,
         1,
         i32::MAX,

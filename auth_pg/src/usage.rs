@@ -200,21 +200,20 @@ impl UsageTable {
             return Vec::new();
         };
         // SAFETY: reads the backend's database id; the lock guards the slots and is released
-        // before anything that could raise (the catalog lookups run without it).
+        // before anything that could raise. The catalog lookups run between the two passes,
+        // before anything is taken, so an error there (a cancel) loses no note.
         unsafe {
             let database = pg_sys::MyDatabaseId.to_u32();
             let lock = (*shared).lock;
-            pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
-            let mut taken = Vec::new();
+            pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_SHARED);
             let mut others: Vec<u32> = Vec::new();
-            for slot in (*shared).slots.iter_mut() {
-                if slot.state == USED && slot.dirty {
-                    if slot.database == database {
-                        taken.push((slot.key_hash, slot.last_used));
-                        slot.dirty = false;
-                    } else if !others.contains(&slot.database) {
-                        others.push(slot.database);
-                    }
+            for slot in (*shared).slots.iter() {
+                if slot.state == USED
+                    && slot.dirty
+                    && slot.database != database
+                    && !others.contains(&slot.database)
+                {
+                    others.push(slot.database);
                 }
             }
             pg_sys::LWLockRelease(lock);
@@ -227,15 +226,20 @@ impl UsageTable {
                     pg_sys::Datum::from(0),
                 )
             });
-            if !others.is_empty() {
-                pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
-                for slot in (*shared).slots.iter_mut() {
-                    if slot.state == USED && others.contains(&slot.database) {
-                        slot.dirty = false;
-                    }
+            pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+            let mut taken = Vec::new();
+            for slot in (*shared).slots.iter_mut() {
+                if slot.state != USED || !slot.dirty {
+                    continue;
                 }
-                pg_sys::LWLockRelease(lock);
+                if slot.database == database {
+                    taken.push((slot.key_hash, slot.last_used));
+                    slot.dirty = false;
+                } else if others.contains(&slot.database) {
+                    slot.dirty = false;
+                }
             }
+            pg_sys::LWLockRelease(lock);
             taken
         }
     }

@@ -288,11 +288,19 @@ mod tests {
         )
         .expect("read")
         .expect("a hash");
-        let error =
-            error_of("UPDATE auth_pg.organizations SET api_keys = api_keys->0").expect("refused");
-        assert_eq!(error.code, ERRCODE_INVALID_PARAMETER_VALUE);
-        assert!(error.hint.is_some());
-        assert!(!error.message.contains(&hash[..8]), "{}", error.message);
+        for (edit, expected) in [
+            ("api_keys = api_keys->0", ERRCODE_INVALID_PARAMETER_VALUE),
+            ("org_id = ''", ERRCODE_INVALID_PARAMETER_VALUE),
+            ("name = NULL", ERRCODE_NOT_NULL_VIOLATION),
+            ("api_keys = NULL", ERRCODE_INVALID_PARAMETER_VALUE),
+        ] {
+            let error =
+                error_of(&format!("UPDATE auth_pg.organizations SET {edit}")).expect("refused");
+            assert_eq!(error.code, expected, "{edit}");
+            assert!(error.hint.is_some(), "{edit}");
+            let shown = format!("{} {}", error.message, error.detail.unwrap_or_default());
+            assert!(!shown.contains(&hash[..8]), "{edit}: {shown}");
+        }
         // A key copied into another organization's document is refused: a key is found by
         // its hash alone, so it belongs to one organization.
         create_org("globex");

@@ -22,6 +22,7 @@ pub(crate) fn sqlstate_of(sql: &str) -> Option<PgSqlErrorCode> {
 pub(crate) struct RaisedError {
     pub(crate) code: PgSqlErrorCode,
     pub(crate) message: String,
+    pub(crate) detail: Option<String>,
     pub(crate) hint: Option<String>,
 }
 
@@ -52,11 +53,13 @@ pub(crate) fn error_of(sql: &str) -> Option<RaisedError> {
                 | pg_sys::panic::CaughtError::ErrorReport(report) => Some(RaisedError {
                     code: report.sql_error_code(),
                     message: report.message().to_owned(),
+                    detail: report.detail().map(str::to_owned),
                     hint: report.hint().map(str::to_owned),
                 }),
                 pg_sys::panic::CaughtError::RustPanic { .. } => Some(RaisedError {
                     code: PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
                     message: "a Rust panic".to_owned(),
+                    detail: None,
                     hint: None,
                 }),
             }
