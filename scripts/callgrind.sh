@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Instruction counts of one backend per execution of a check, for comparing two builds:
+#
+#   scripts/callgrind.sh [label]
+#
+# Builds and installs auth_pg in release mode, starts a throwaway cluster under callgrind
+# (valgrind --trace-children) holding 50 000 tokens and 50 000 sessions, and runs each
+# statement 600 and 2 600 times through the extended protocol with a prepared statement
+# (benches/src/bin/callgrind_driver.rs, as auth_client calls it). The difference of the two
+# backends' totals, divided by 2 000, is the cost of one execution. Prints one line per
+# statement. Stops a running demo cluster first (installing replaces its library).
+source "$(dirname "$0")/lib.sh"
+
+LABEL="${1:-$(git -C "$AUTH_PG_ROOT" rev-parse --short HEAD)}"
+DEBIAN_PACKAGES+=(valgrind)
+ensure_all
+demo_stop "the release build replaces the installed library, which a running server would crash on"
+install_extension release
+(cd "$AUTH_PG_ROOT" && cargo build --quiet --release -p auth_pg_benches --bin callgrind_driver)
+DRIVER="$CARGO_TARGET_DIR/release/callgrind_driver"
+
+DIR="$(mktemp -d /tmp/auth_pg-callgrind.XXXXXX)"
+PORT="$(free_port)"
+stop() {
+    data_dir_stop "$DIR/data" fast
+    as_root pkill -f "[v]algrind.*$DIR" >/dev/null 2>&1 || true
+    as_root rm -rf "$DIR"
+}
+trap stop EXIT
+cluster_create_and_start "$DIR" "$PORT"
+PSQL=(psql -X -q -A -t -h "$DIR" -p "$PORT" -U postgres)
+"${PSQL[@]}" -d postgres -c "CREATE DATABASE bench"
+"${PSQL[@]}" -d bench -c "CREATE EXTENSION auth_pg"
+"${PSQL[@]}" -d bench -c "SELECT auth_pg.issue_token('u' || i, '1 day') FROM generate_series(1, 50000) i" \
+    | tail -n 2600 > "$DIR/tokens"
+"${PSQL[@]}" -d bench -c "SELECT auth_pg.create_session('u' || i, '1 hour', '1 day') FROM generate_series(1, 50000) i" \
+    | tail -n 2600 > "$DIR/sessions"
+chmod 0644 "$DIR/tokens" "$DIR/sessions"
+# A touch that does not write: the sessions were created just now.
+echo "auth_pg.session_touch_interval = '1h'" | as_cluster_user tee -a "$DIR/data/postgresql.conf" >/dev/null
+cluster_stop "$DIR"
+as_cluster_user env -u RUST_BACKTRACE valgrind --tool=callgrind --trace-children=yes \
+    --callgrind-out-file="$DIR/callgrind.%p" "$PG_BIN/postgres" -D "$DIR/data" >"$DIR/valgrind.log" 2>&1 &
+for _ in $(seq 1 120); do
+    pg_isready -q -h "$DIR" -p "$PORT" && break
+    sleep 1
+done
+
+URL="host=$DIR port=$PORT dbname=bench user=postgres"
+# The total of a backend's profile, written when its connection ends.
+total() {
+    local file="$DIR/callgrind.$1"
+    for _ in $(seq 1 30); do
+        [ -s "$file" ] && grep -q '^totals:\|^summary:' "$file" && break
+        sleep 1
+    done
+    awk '/^totals:|^summary:/ {print $2; exit}' "$file"
+}
+for spec in "SELECT 1|" "SELECT auth_pg.validate_token(\$1)|@$DIR/tokens" \
+            "SELECT auth_pg.touch_session(\$1)|@$DIR/sessions"; do
+    query="${spec%%|*}"
+    argument="${spec#*|}"
+    declare -A counts=()
+    for n in 600 2600; do
+        pid="$("$DRIVER" "$URL" "$query" ${argument:+"$argument"} "$n")"
+        counts[$n]="$(total "$pid")"
+    done
+    printf '%s | %s | %d\n' "$LABEL" "$query" $(((counts[2600] - counts[600]) / 2000))
+done
