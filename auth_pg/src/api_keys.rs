@@ -668,17 +668,13 @@ fn flush_api_key_usage() -> i64 {
         pg_sys::PreventCommandIfReadOnly(c"flush_api_key_usage()".as_ptr());
         pg_sys::PreventCommandDuringRecovery(c"flush_api_key_usage()".as_ptr());
     }
-    let taken = USAGE.take();
+    // A flush that fails (a lock or statement timeout, a cancel), or that the caller rolls back,
+    // puts back what it took.
+    let taken = USAGE.take_until_commit();
     if taken.is_empty() {
         return 0;
     }
-    // A flush that fails (a lock or statement timeout, a cancel) puts back what it took.
-    PgTryBuilder::new(|| write_usage(&taken))
-        .catch_others(|caught| {
-            USAGE.restore(&taken);
-            caught.rethrow()
-        })
-        .execute()
+    write_usage(&taken)
 }
 
 /// Writes noted uses into the lookup rows and the documents; see `flush_api_key_usage`.

@@ -11,7 +11,7 @@
 //! or a read-only transaction records nothing. Without `shared_preload_libraries = 'auth_pg'`
 //! there is no shared memory, and last use is not recorded.
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::ffi::CStr;
 
 use pgrx::{pg_guard, pg_sys};
@@ -57,6 +57,73 @@ unsafe impl Sync for UsageTable {}
 pub(crate) static USAGE: UsageTable = UsageTable {
     shared: UnsafeCell::new(std::ptr::null_mut()),
 };
+
+/// Notes a flush took in the current transaction, with the subtransaction that took them.
+type Taken = Vec<([u8; 32], pg_sys::TimestampTz)>;
+
+thread_local! {
+    /// What flushes of the current transaction took: put back if the subtransaction that took
+    /// them (or the transaction) aborts, forgotten when the transaction commits.
+    static IN_FLIGHT: RefCell<Vec<(pg_sys::SubTransactionId, Taken)>> =
+        const { RefCell::new(Vec::new()) };
+    static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Puts back, at an abort, what the aborted transaction's flushes took; forgets it at a commit.
+#[pg_guard]
+unsafe extern "C-unwind" fn at_transaction_end(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+            for (_, taken) in IN_FLIGHT.take() {
+                USAGE.restore(&taken);
+            }
+        }
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {
+            IN_FLIGHT.take();
+        }
+        _ => {}
+    }
+}
+
+/// Puts back what an aborted subtransaction took; hands what a committed one took to its
+/// parent.
+#[pg_guard]
+unsafe extern "C-unwind" fn at_subtransaction_end(
+    event: pg_sys::SubXactEvent::Type,
+    subtransaction: pg_sys::SubTransactionId,
+    parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::SubXactEvent::*;
+    // Subtransaction ids grow as subtransactions start, and the one ending is the innermost
+    // open one: entries with an id at least its own were taken in it or its committed children.
+    match event {
+        SUBXACT_EVENT_ABORT_SUB => {
+            let aborted: Vec<_> = IN_FLIGHT.with_borrow_mut(|in_flight| {
+                let (aborted, kept) = std::mem::take(in_flight)
+                    .into_iter()
+                    .partition(|(taken_in, _)| *taken_in >= subtransaction);
+                *in_flight = kept;
+                aborted
+            });
+            for (_, taken) in aborted {
+                USAGE.restore(&taken);
+            }
+        }
+        SUBXACT_EVENT_COMMIT_SUB => IN_FLIGHT.with_borrow_mut(|in_flight| {
+            for (taken_in, _) in in_flight.iter_mut() {
+                if *taken_in >= subtransaction {
+                    *taken_in = parent;
+                }
+            }
+        }),
+        _ => {}
+    }
+}
 
 static mut PREVIOUS_REQUEST_HOOK: pg_sys::shmem_request_hook_type = None;
 static mut PREVIOUS_STARTUP_HOOK: pg_sys::shmem_startup_hook_type = None;
@@ -195,7 +262,7 @@ impl UsageTable {
     /// Takes every noted use in the current database that has not been flushed:
     /// `(key hash, last used)`. The slots stay, marked flushed. Notes left by databases that
     /// no longer exist are marked flushed too, so that their slots can be reused.
-    pub(crate) fn take(&self) -> Vec<([u8; 32], pg_sys::TimestampTz)> {
+    fn take(&self) -> Taken {
         let Some(shared) = self.attached() else {
             return Vec::new();
         };
@@ -244,9 +311,30 @@ impl UsageTable {
         }
     }
 
-    /// Puts back notes that `take` returned, for a flush that failed: their slots wait for the
-    /// next flush again (unless another key has taken one meanwhile).
-    pub(crate) fn restore(&self, taken: &[([u8; 32], pg_sys::TimestampTz)]) {
+    /// `take`, for a flush: what it takes is put back if the transaction (or subtransaction)
+    /// it runs in aborts, whether its own write fails or the caller rolls back afterwards.
+    pub(crate) fn take_until_commit(&self) -> Taken {
+        if !CALLBACKS_REGISTERED.get() {
+            // SAFETY: registers plain functions with no argument, for the backend's life; they
+            // touch only thread-local state and the shared table, and never raise.
+            unsafe {
+                pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
+                pg_sys::RegisterSubXactCallback(Some(at_subtransaction_end), std::ptr::null_mut());
+            }
+            CALLBACKS_REGISTERED.set(true);
+        }
+        let taken = self.take();
+        if !taken.is_empty() {
+            // SAFETY: reads the current subtransaction's id; always set inside a transaction.
+            let subtransaction = unsafe { pg_sys::GetCurrentSubTransactionId() };
+            IN_FLIGHT.with_borrow_mut(|in_flight| in_flight.push((subtransaction, taken.clone())));
+        }
+        taken
+    }
+
+    /// Puts back notes that `take` returned: their slots wait for the next flush again (unless
+    /// another key has taken one meanwhile). Never raises.
+    fn restore(&self, taken: &[([u8; 32], pg_sys::TimestampTz)]) {
         let Some(shared) = self.attached() else {
             return;
         };

@@ -423,8 +423,9 @@ mod tests {
         let (key, _) = create_key("acme", "CI");
         assert_eq!(status(Some(&key)), "valid");
         assert_eq!(status(Some(&key)), "valid");
-        // A flush that cannot run (in a read-only transaction) or that fails (here a trigger
-        // raises) loses nothing: the next one writes the use.
+        // A flush that cannot run (in a read-only transaction), that fails (here a trigger
+        // raises) or that is rolled back after it ran loses nothing: the next one writes the
+        // use.
         let refused =
             error_of("SET LOCAL transaction_read_only = on; SELECT auth_pg.flush_api_key_usage()")
                 .expect("refused");
@@ -441,6 +442,9 @@ mod tests {
         )
         .expect("failed");
         assert_eq!(failed.message, "flush fails");
+        let rolled_back =
+            error_of("SELECT auth_pg.flush_api_key_usage(); SELECT 1 / 0").expect("rolled back");
+        assert_eq!(rolled_back.code, PgSqlErrorCode::ERRCODE_DIVISION_BY_ZERO);
         let flushed = Spi::get_one::<i64>("SELECT auth_pg.flush_api_key_usage()").expect("flush");
         assert_eq!(flushed, Some(1), "two uses within a minute are one write");
         assert_eq!(status(Some(&key)), "valid");
