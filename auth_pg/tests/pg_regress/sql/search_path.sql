@@ -48,6 +48,7 @@ SELECT status FROM auth_pg.validate_token(:'victim');
 SELECT status FROM auth_pg.validate_token(:'attacker');
 SELECT auth_pg.revoke_user_tokens('nobody-at-all') AS revoked;
 SELECT status FROM auth_pg.validate_token(:'victim');
+SELECT status, user_id FROM auth_pg.validate_tokens(ARRAY[:'victim', :'attacker']);
 -- The same for organizations and API keys.
 SELECT auth_pg.create_organization('victim-org', 'Victim');
 SELECT key AS victim_key, key_id AS victim_key_id FROM auth_pg.create_api_key('victim-org', 'Prod') \gset
@@ -57,6 +58,7 @@ SELECT key_id IS NOT NULL AS rotated FROM auth_pg.rotate_api_key('victim-org', :
 SELECT auth_pg.revoke_api_key('victim-org', :'second_key_id');
 SELECT name, status FROM auth_pg.list_api_keys('victim-org');
 SELECT status FROM auth_pg.validate_api_key(:'victim_key');
+SELECT status, org_id FROM auth_pg.validate_api_keys(ARRAY[:'victim_key', :'second_key']);
 -- The same for sessions; touches write on every call here.
 SELECT auth_pg.create_session('victim', '30 minutes', '12 hours') AS victim_session \gset
 SELECT auth_pg.create_session('attacker', '30 minutes', '12 hours') AS attacker_session \gset
@@ -79,6 +81,8 @@ SELECT auth_pg.unassign_role('attacker', 'victim-parent', 'attacker-org');
 SELECT auth_pg.has_permission('victim', 'reports:read', 'victim-org') AS victim_reads,
        auth_pg.has_permission('attacker', 'reports:read', 'attacker-org') AS attacker_reads;
 SELECT auth_pg.user_roles('victim', 'victim-org');
+SELECT auth_pg.user_permissions('victim', 'victim-org'),
+       auth_pg.has_permissions('victim', ARRAY['reports:read'], 'victim-org') AS victim_reads_all;
 SELECT (SELECT count(*) FROM evil.tokens) + (SELECT count(*) FROM evil.organizations)
        + (SELECT count(*) FROM evil.api_key_lookup)
        + (SELECT count(*) FROM evil.sessions) + (SELECT count(*) FROM evil.roles)
@@ -93,6 +97,10 @@ CREATE TEMP TABLE jwt_keys (kid text, algorithm text, key text, active boolean);
 SELECT auth_pg.add_jwt_key('victim-kid', 'HS256', repeat('v', 32));
 SELECT auth_pg.jwt_sign('{"sub": "victim", "exp": 4102444800}', 'victim-kid') AS victim_jwt \gset
 SELECT status, claims ->> 'sub' AS sub FROM auth_pg.jwt_verify(:'victim_jwt');
+BEGIN;
+SELECT auth_pg.authenticate(:'victim_jwt') AS status;
+SELECT auth_pg.uid() AS uid;
+COMMIT;
 SELECT auth_pg.retire_jwt_key('attacker-kid') AS retired;
 SELECT auth_pg.import_jwks('{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "victim-idp",
     "x": "uDzQrWW1yf2X6yYknbjg8eQmSzzgjfTQSYb5I5L1uUo"}]}') AS imported;
