@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use tokio_postgres::NoTls;
+
 /// Roles every cluster has, for tests that connect as a non-superuser.
 pub mod roles {
     /// Member of `auth_pg_admin` (and so of `auth_pg_validator`).
@@ -209,6 +211,17 @@ impl Cluster {
             self.root.display(),
             self.port
         )
+    }
+
+    /// A plain tokio-postgres connection to `db` as `user`, its connection task spawned.
+    pub async fn connect(&self, user: &str, db: &str) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url(user, db), NoTls)
+            .await
+            .unwrap_or_else(|err| panic!("connect to {db} as {user}: {err}"));
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
     }
 
     fn as_cluster_user<S: AsRef<OsStr>>(&self, program: &Path, args: &[S]) -> Command {

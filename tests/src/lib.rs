@@ -101,13 +101,7 @@ impl TestDb {
 
     /// A plain tokio-postgres connection as `role`, its connection task spawned.
     pub async fn connect(&self, role: &str) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.url(role), NoTls)
-            .await
-            .unwrap_or_else(|err| panic!("connect as {role}: {err}"));
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        client
+        self.cluster().connect(role, &self.name).await
     }
 
     /// Runs SQL with psql as the superuser; see [`Cluster::psql`].

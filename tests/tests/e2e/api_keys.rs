@@ -9,7 +9,6 @@ use auth_client::reexports::tokio_postgres::error::SqlState;
 use auth_client::{AuthClient, Config, Credential, CredentialKind, Status};
 use auth_core::Invalidation;
 use auth_pg_e2e::{Cluster, ClusterOptions, TestDb, roles};
-use tokio_postgres::NoTls;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -491,11 +490,7 @@ async fn the_maintenance_worker_records_last_use() {
         .expect("create");
 
     // A check in a read-only transaction records nothing.
-    let (reader, connection) =
-        tokio_postgres::connect(&cluster.url(roles::VALIDATOR, "app"), NoTls)
-            .await
-            .expect("connect");
-    tokio::spawn(connection);
+    let reader = cluster.connect(roles::VALIDATOR, "app").await;
     reader
         .batch_execute(&format!(
             "BEGIN READ ONLY; SELECT auth_pg.validate_api_key('{}'); COMMIT;",

@@ -7,7 +7,6 @@ use auth_client::reexports::tokio_postgres::error::SqlState;
 use auth_client::{AuthClient, Config, Status};
 use auth_core::credential_hash;
 use auth_pg_e2e::{Cluster, ClusterOptions, TestDb, roles};
-use tokio_postgres::NoTls;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -21,16 +20,6 @@ fn key_hex(cluster: &Cluster) -> String {
         .expect("key file")
         .trim()
         .to_owned()
-}
-
-async fn connect(cluster: &Cluster, role: &str, db: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(&cluster.url(role, db), NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
 }
 
 /// Every way a non-superuser might read the key or its file fails or shows nothing of it. The
@@ -129,7 +118,7 @@ async fn a_backend_that_has_not_loaded_the_library_shows_no_key() {
     let key = cluster.hash_key().expect("key");
     let key_hex = key_hex(&cluster);
     cluster.create_database("app");
-    let fresh = connect(&cluster, roles::NOBODY, "app").await;
+    let fresh = cluster.connect(roles::NOBODY, "app").await;
     let shown: String = fresh
         .query_one("SHOW auth_pg.hash_key_file", &[])
         .await
@@ -168,7 +157,7 @@ async fn a_backend_that_has_not_loaded_the_library_shows_no_key() {
             token.expose_secret().as_bytes()
         ))
     );
-    assert_key_hidden_from(&connect(&cluster, roles::ADMIN, "app").await, &key_hex).await;
+    assert_key_hidden_from(&cluster.connect(roles::ADMIN, "app").await, &key_hex).await;
 }
 
 #[tokio::test]
@@ -217,14 +206,23 @@ async fn an_unusable_key_file_is_an_error_and_changing_the_key_retires_old_token
     // Back to the original key: the old token is valid again.
     cluster.write_data_file("auth_pg_hash.key", &format!("{key_hex}\n"), 0o600);
     let validator = client(roles::VALIDATOR);
-    assert_eq!(
-        validator
-            .validate_token(old.expose_secret())
-            .await
-            .expect("validate")
-            .status,
-        Status::Valid
-    );
+    let status = |token: &auth_core::Credential| {
+        let validator = &validator;
+        let token = token.expose_secret().to_owned();
+        async move {
+            validator
+                .validate_token(&token)
+                .await
+                .expect("validate")
+                .status
+        }
+    };
+    // The server reads its configuration again; backends take the signal in their own time.
+    let reload = || async {
+        cluster.psql("app", "SELECT pg_reload_conf()");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(status(&old).await, Status::Valid);
 
     // A new key (a new file, then a reload) reaches connections already open: tokens hashed
     // under the old key are unknown, new ones are valid.
@@ -233,40 +231,17 @@ async fn an_unusable_key_file_is_an_error_and_changing_the_key_retires_old_token
         "app",
         "ALTER SYSTEM SET auth_pg.hash_key_file = 'auth_pg_hash_2.key'",
     );
-    cluster.psql("app", "SELECT pg_reload_conf()");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        validator
-            .validate_token(old.expose_secret())
-            .await
-            .expect("validate")
-            .status,
-        Status::Unknown
-    );
+    reload().await;
+    assert_eq!(status(&old).await, Status::Unknown);
     let new = client(roles::ADMIN)
         .issue_token("u", HOUR, &[], None)
         .await
         .expect("issue");
-    assert_eq!(
-        validator
-            .validate_token(new.expose_secret())
-            .await
-            .expect("validate")
-            .status,
-        Status::Valid
-    );
+    assert_eq!(status(&new).await, Status::Valid);
 
     // The same file rewritten in place with another key, then a reload: connections already
     // open read it again.
     cluster.write_hash_key("auth_pg_hash_2.key");
-    cluster.psql("app", "SELECT pg_reload_conf()");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        validator
-            .validate_token(new.expose_secret())
-            .await
-            .expect("validate")
-            .status,
-        Status::Unknown
-    );
+    reload().await;
+    assert_eq!(status(&new).await, Status::Unknown);
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use auth_client::reexports::tokio_postgres::error::SqlState;
 use auth_pg_e2e::{TestDb, roles, shared_cluster};
-use tokio_postgres::NoTls;
 
 /// Hostile values (SQL literals) for an argument of `ty`, and a harmless one (the first).
 fn values(ty: &str, credential: &str) -> Vec<String> {
@@ -200,11 +199,7 @@ async fn a_database_in_another_encoding_is_refused() {
         "CREATE DATABASE sql_ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' \
          TEMPLATE template0",
     );
-    let (client, connection) =
-        tokio_postgres::connect(&cluster.url(roles::SUPERUSER, "sql_ascii"), NoTls)
-            .await
-            .expect("connect");
-    tokio::spawn(connection);
+    let client = cluster.connect(roles::SUPERUSER, "sql_ascii").await;
     let err = client
         .batch_execute("CREATE EXTENSION auth_pg")
         .await
@@ -253,11 +248,7 @@ async fn a_schema_made_beforehand_by_another_role_is_refused() {
             _ => "CREATE SCHEMA auth_pg; CREATE TABLE auth_pg.tokens (token_hash bytea)",
         };
         cluster.psql(db, setup);
-        let (client, connection) =
-            tokio_postgres::connect(&cluster.url(roles::SUPERUSER, db), NoTls)
-                .await
-                .expect("connect");
-        tokio::spawn(connection);
+        let client = cluster.connect(roles::SUPERUSER, db).await;
         let err = client
             .batch_execute("CREATE EXTENSION auth_pg")
             .await
