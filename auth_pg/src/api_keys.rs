@@ -426,16 +426,19 @@ fn set_document_field(
         field.into(),
         replaced_by.into(),
     ];
-    // Check on the new document (already in memory) that the element changed is the key's.
+    // Check on the new document (already in memory) that the element changed is the key's; a
+    // position past the end (a document shortened by hand behind the trigger's back) leaves
+    // the document as it was and fails that check.
     let changed: Option<String> = client
         .update(
             "UPDATE auth_pg.organizations SET \
-                 api_keys = pg_catalog.jsonb_set(api_keys, $3, \
+                 api_keys = COALESCE(pg_catalog.jsonb_set(api_keys, $3, \
                      ((api_keys OPERATOR(pg_catalog.->) $2) \
                       OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object($5, $4)) \
                      OPERATOR(pg_catalog.||) CASE WHEN $6 IS NULL THEN '{}'::pg_catalog.jsonb \
                          ELSE pg_catalog.jsonb_build_object('replaced_by', $6) END), \
-                 updated_at = $4 \
+                     api_keys), \
+                 updated_at = pg_catalog.statement_timestamp() \
              WHERE org_id OPERATOR(pg_catalog.=) $1 \
              RETURNING (api_keys OPERATOR(pg_catalog.->) $2) OPERATOR(pg_catalog.->>) 'id'",
             Some(1),
@@ -524,7 +527,8 @@ fn rotate_api_key(
         let position_args: [DatumWithOid; 2] = [org_id.into(), position.into()];
         let replaced = client
             .select(
-                "SELECT (api_keys OPERATOR(pg_catalog.->) $2) OPERATOR(pg_catalog.?) 'replaced_by' \
+                "SELECT ((api_keys OPERATOR(pg_catalog.->) $2) \
+                         OPERATOR(pg_catalog.->>) 'replaced_by') IS NOT NULL \
                  FROM auth_pg.organizations WHERE org_id OPERATOR(pg_catalog.=) $1",
                 Some(1),
                 &position_args,

@@ -69,7 +69,8 @@ thread_local! {
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Puts back, at an abort, what the aborted transaction's flushes took; forgets it at a commit.
+/// Puts back, at an abort or a PREPARE, what the transaction's flushes took; forgets it at a
+/// commit.
 #[pg_guard]
 unsafe extern "C-unwind" fn at_transaction_end(
     event: pg_sys::XactEvent::Type,
@@ -77,12 +78,15 @@ unsafe extern "C-unwind" fn at_transaction_end(
 ) {
     use pg_sys::XactEvent::*;
     match event {
-        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+        // A prepared transaction may still be rolled back, later and elsewhere: put the notes
+        // back now too. If it commits, the next flush writes the same times again, which
+        // changes nothing (last_used_at only moves forward).
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_PREPARE => {
             for (_, taken) in IN_FLIGHT.take() {
                 USAGE.restore(&taken);
             }
         }
-        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT => {
             IN_FLIGHT.take();
         }
         _ => {}
