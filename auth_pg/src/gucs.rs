@@ -47,7 +47,7 @@ const MAX_JWT_MAX_TOKEN_BYTES: i32 = 1024 * 1024;
 
 /// Defines every setting. Called from `_PG_init`.
 pub(crate) fn init() {
-    // SAFETY: the assign hook cannot fail or panic: it only bumps a backend-local counter.
+    // SAFETY: the assign hook cannot fail or panic: it only raises a backend-local flag.
     unsafe {
         GucRegistry::define_string_guc_with_hooks(
             c"auth_pg.hash_key_file",

@@ -12,7 +12,7 @@
 //! never a silent fall back to unkeyed hashes.
 
 use std::cell::{Cell, RefCell};
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 
@@ -25,14 +25,11 @@ use crate::gucs;
 /// A key file is 64 hexadecimal digits and a newline; anything much larger is a mistake.
 const MAX_KEY_FILE_BYTES: u64 = 4096;
 
-struct LoadedKey {
-    path: CString,
-    key: HashKey,
-}
-
 thread_local! {
-    static LOADED: RefCell<Option<LoadedKey>> = const { RefCell::new(None) };
-    /// Raised by a configuration reload: the loaded key must be read again.
+    /// The key read from the file, until the setting is assigned again.
+    static LOADED: RefCell<Option<HashKey>> = const { RefCell::new(None) };
+    /// Raised whenever the setting is assigned (at load and at every configuration reload,
+    /// whether its value changed or not): the key must be read again before the next hash.
     static STALE: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -48,16 +45,12 @@ pub(crate) fn hash_credential(credential: &[u8]) -> [u8; HASH_LEN] {
         None => Ok(credential_hash(None, credential)),
         Some(path) => LOADED.with(|loaded| {
             let mut loaded = loaded.borrow_mut();
-            if STALE.replace(false) || loaded.as_ref().is_none_or(|l| l.path.as_c_str() != path) {
+            // Every change of the path goes through the assign hook, so the flag covers it.
+            if STALE.replace(false) || loaded.is_none() {
                 *loaded = None;
-                let key = load(path)?;
-                *loaded = Some(LoadedKey {
-                    path: path.to_owned(),
-                    key,
-                });
+                *loaded = Some(load(path)?);
             }
-            let key = loaded.as_ref().map(|l| &l.key);
-            Ok(credential_hash(key, credential))
+            Ok(credential_hash(loaded.as_ref(), credential))
         }),
     });
     hashed.unwrap_or_else(|err: AuthPgError| err.raise("auth_pg hash key"))
