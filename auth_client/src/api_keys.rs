@@ -7,6 +7,7 @@ use auth_core::{Credential, CredentialKind};
 use postgres_types::FromSql;
 
 use crate::cache::Forget;
+use crate::client::Via;
 use crate::{AuthClient, Error, Status};
 
 /// The answer to an API key check. Only a [`Status::Valid`] answer carries the key's
@@ -191,6 +192,7 @@ impl AuthClient {
                 expires_at: None,
                 metadata: None,
             },
+            Via::CacheOrServer,
         )
         .await
     }

@@ -135,47 +135,16 @@ impl AuthClient {
     }
 
     /// Checks one credential with `sql` (one parameter, one composite column): malformed input
-    /// is answered by `malformed` without a round trip, as the server would answer it, and a
-    /// valid answer in the cache from memory.
+    /// is answered by `malformed` without a round trip, as the server would answer it; a valid
+    /// answer in the cache is answered from memory when `via` allows it, and the server's
+    /// answer is stored in the cache either way.
     pub(crate) async fn check<R, T>(
         &self,
         kind: CredentialKind,
         sql: &str,
         credential: &str,
         malformed: impl FnOnce() -> T,
-    ) -> Result<T, Error>
-    where
-        R: for<'a> FromSql<'a>,
-        T: TryFrom<R, Error = Error> + Cached,
-    {
-        self.check_via::<R, T>(kind, sql, credential, malformed, true)
-            .await
-    }
-
-    /// Like [`check`](Self::check), for a check that writes: it always reaches the server, and
-    /// its answer replaces what the cache held for the credential.
-    pub(crate) async fn check_on_server<R, T>(
-        &self,
-        kind: CredentialKind,
-        sql: &str,
-        credential: &str,
-        malformed: impl FnOnce() -> T,
-    ) -> Result<T, Error>
-    where
-        R: for<'a> FromSql<'a>,
-        T: TryFrom<R, Error = Error> + Cached,
-    {
-        self.check_via::<R, T>(kind, sql, credential, malformed, false)
-            .await
-    }
-
-    async fn check_via<R, T>(
-        &self,
-        kind: CredentialKind,
-        sql: &str,
-        credential: &str,
-        malformed: impl FnOnce() -> T,
-        from_memory: bool,
+        via: Via,
     ) -> Result<T, Error>
     where
         R: for<'a> FromSql<'a>,
@@ -186,11 +155,12 @@ impl AuthClient {
         }
         let key = |cache: &Cache| cache.credential_key(kind, credential);
         let fetch = self.fetch_check::<R, T>(sql, credential);
-        if from_memory {
-            self.through_cache(key, fetch, T::from_answer, T::to_answer)
-                .await
-        } else {
-            self.through_server(key, fetch, T::to_answer).await
+        match via {
+            Via::CacheOrServer => {
+                self.through_cache(key, fetch, T::from_answer, T::to_answer)
+                    .await
+            }
+            Via::Server => self.through_server(key, fetch, T::to_answer).await,
         }
     }
 
@@ -292,6 +262,15 @@ impl AuthClient {
             _ => Err(Error::decode("SELECT 1 did not return 1")),
         }
     }
+}
+
+/// Where a check may be answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// From the cache when it holds a valid answer, else from the server.
+    CacheOrServer,
+    /// Always from the server: the call writes (a touch), so memory cannot answer it.
+    Server,
 }
 
 /// A statement timeout as PostgreSQL's setting takes it: whole milliseconds, rounded up, and at

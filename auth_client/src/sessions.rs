@@ -6,6 +6,7 @@ use auth_core::{Credential, CredentialKind};
 use postgres_types::FromSql;
 
 use crate::cache::Forget;
+use crate::client::Via;
 use crate::{AuthClient, Error, Status};
 
 /// The answer to a session check. Only a [`Status::Valid`] answer carries the session's user,
@@ -157,6 +158,7 @@ impl AuthClient {
             VALIDATE_SESSION,
             token,
             || SessionValidation::only(Status::Malformed),
+            Via::CacheOrServer,
         )
         .await
     }
@@ -170,11 +172,12 @@ impl AuthClient {
     /// With a cache, a touch is never answered from memory (it would not slide the deadline);
     /// its answer replaces the one the cache held for the session.
     pub async fn touch_session(&self, token: &str) -> Result<SessionValidation, Error> {
-        self.check_on_server::<SessionValidationRecord, _>(
+        self.check::<SessionValidationRecord, _>(
             CredentialKind::Session,
             TOUCH_SESSION,
             token,
             || SessionValidation::only(Status::Malformed),
+            Via::Server,
         )
         .await
     }

@@ -6,6 +6,7 @@ use auth_core::{Credential, CredentialKind};
 use postgres_types::FromSql;
 
 use crate::cache::Forget;
+use crate::client::Via;
 use crate::{AuthClient, Error, Status};
 
 /// The answer to a token check. Only a [`Status::Valid`] answer carries the token's id,
@@ -114,9 +115,13 @@ impl AuthClient {
     /// Checks a token. A malformed string is answered here without a round trip, exactly as
     /// the server would answer it. Needs the `auth_pg_validator` role.
     pub async fn validate_token(&self, token: &str) -> Result<TokenValidation, Error> {
-        self.check::<TokenValidationRecord, _>(CredentialKind::Token, VALIDATE_TOKEN, token, || {
-            TokenValidation::only(Status::Malformed)
-        })
+        self.check::<TokenValidationRecord, _>(
+            CredentialKind::Token,
+            VALIDATE_TOKEN,
+            token,
+            || TokenValidation::only(Status::Malformed),
+            Via::CacheOrServer,
+        )
         .await
     }
 
