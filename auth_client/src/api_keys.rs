@@ -8,6 +8,7 @@ use postgres_types::FromSql;
 
 use crate::cache::Forget;
 use crate::client::Via;
+use crate::packed::{Reader, Unpack};
 use crate::{AuthClient, Error, Status};
 
 /// The answer to an API key check. Only a [`Status::Valid`] answer carries the key's
@@ -42,7 +43,8 @@ impl ApiKeyValidation {
     }
 }
 
-/// `auth_pg.api_key_validation`, decoded from its binary record form.
+/// `auth_pg.api_key_validation`, decoded from its binary record form (batches) or its packed
+/// form (single checks).
 #[derive(FromSql)]
 #[postgres(name = "api_key_validation")]
 struct ApiKeyValidationRecord {
@@ -53,6 +55,20 @@ struct ApiKeyValidationRecord {
     scopes: Option<Vec<String>>,
     expires_at: Option<SystemTime>,
     metadata: Option<serde_json::Value>,
+}
+
+impl Unpack for ApiKeyValidationRecord {
+    fn unpack(reader: &mut Reader<'_>) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Self {
+            status: reader.status()?,
+            org_id: reader.text()?,
+            key_id: reader.text()?,
+            name: reader.text()?,
+            scopes: reader.text_array()?,
+            expires_at: reader.timestamptz()?,
+            metadata: reader.json()?,
+        })
+    }
 }
 
 impl TryFrom<ApiKeyValidationRecord> for ApiKeyValidation {
@@ -114,7 +130,7 @@ pub struct ApiKeyInfo {
     pub status: Status,
 }
 
-const VALIDATE_API_KEY: &str = "SELECT auth_pg.validate_api_key($1)";
+const VALIDATE_API_KEY: &str = "SELECT auth_pg.validate_api_key_packed($1)";
 const VALIDATE_API_KEYS: &str = "SELECT (v.status, v.org_id, v.key_id, v.name, v.scopes, \
      v.expires_at, v.metadata)::auth_pg.api_key_validation \
      FROM auth_pg.validate_api_keys($1) WITH ORDINALITY AS v ORDER BY v.ordinality";

@@ -11,6 +11,7 @@ use tokio_postgres::types::{FromSql, ToSql};
 use crate::cache::{Answer, Cache, CacheStats, Cached, Forget, Key};
 use crate::listener::{self, AbortOnDrop};
 use crate::metrics::{Counters, Metrics};
+use crate::packed::{Packed, Unpack};
 use crate::{Config, Error};
 
 /// A handle to auth_pg through a pool of connections. Cheap to clone; clones share the pool
@@ -134,7 +135,7 @@ impl AuthClient {
         result
     }
 
-    /// Checks one credential with `sql` (one parameter, one composite column): malformed input
+    /// Checks one credential with `sql` (one parameter, one packed answer): malformed input
     /// is answered by `malformed` without a round trip, as the server would answer it; a valid
     /// answer in the cache is answered from memory when `via` allows it, and the server's
     /// answer is stored in the cache either way.
@@ -147,7 +148,7 @@ impl AuthClient {
         via: Via,
     ) -> Result<T, Error>
     where
-        R: for<'a> FromSql<'a>,
+        R: Unpack,
         T: TryFrom<R, Error = Error> + Cached,
     {
         if auth_core::check_format(kind, credential.as_bytes()).is_err() {
@@ -221,11 +222,11 @@ impl AuthClient {
 
     async fn fetch_check<R, T>(&self, sql: &str, credential: &str) -> Result<T, Error>
     where
-        R: for<'a> FromSql<'a>,
+        R: Unpack,
         T: TryFrom<R, Error = Error>,
     {
         let row = self.query_one(sql, &[&credential]).await?;
-        row.try_get::<_, R>(0)?.try_into()
+        row.try_get::<_, Packed<R>>(0)?.0.try_into()
     }
 
     /// Checks many credentials with `sql` (one array parameter, one composite column per row,

@@ -10,6 +10,7 @@ mod error;
 mod jwt;
 mod listener;
 mod metrics;
+mod packed;
 mod permissions;
 mod sessions;
 mod status;

@@ -3,10 +3,10 @@
 use std::time::{Duration, SystemTime};
 
 use auth_core::{Credential, CredentialKind};
-use postgres_types::FromSql;
 
 use crate::cache::Forget;
 use crate::client::Via;
+use crate::packed::{Reader, Unpack};
 use crate::{AuthClient, Error, Status};
 
 /// The answer to a session check. Only a [`Status::Valid`] answer carries the session's user,
@@ -46,9 +46,7 @@ impl SessionValidation {
     }
 }
 
-/// `auth_pg.session_validation`, decoded from its binary record form.
-#[derive(FromSql)]
-#[postgres(name = "session_validation")]
+/// `auth_pg.session_validation`, decoded from its packed form.
 struct SessionValidationRecord {
     status: String,
     user_id: Option<String>,
@@ -56,6 +54,19 @@ struct SessionValidationRecord {
     idle_expires_at: Option<SystemTime>,
     absolute_expires_at: Option<SystemTime>,
     metadata: Option<serde_json::Value>,
+}
+
+impl Unpack for SessionValidationRecord {
+    fn unpack(reader: &mut Reader<'_>) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Self {
+            status: reader.status()?,
+            user_id: reader.text()?,
+            session_id: reader.text()?,
+            idle_expires_at: reader.timestamptz()?,
+            absolute_expires_at: reader.timestamptz()?,
+            metadata: reader.json()?,
+        })
+    }
 }
 
 impl TryFrom<SessionValidationRecord> for SessionValidation {
@@ -95,10 +106,9 @@ pub struct SessionInfo {
     pub metadata: Option<serde_json::Value>,
 }
 
-// As for tokens, the composite is returned as one value rather than expanded with `SELECT *
-// FROM`, which would add a function scan (and a tuplestore) to every check.
-const VALIDATE_SESSION: &str = "SELECT auth_pg.validate_session($1)";
-const TOUCH_SESSION: &str = "SELECT auth_pg.touch_session($1)";
+// As for tokens, the packed form (see packed.rs).
+const VALIDATE_SESSION: &str = "SELECT auth_pg.validate_session_packed($1)";
+const TOUCH_SESSION: &str = "SELECT auth_pg.touch_session_packed($1)";
 const CREATE_SESSION: &str = "SELECT auth_pg.create_session($1, \
      pg_catalog.make_interval(secs => $2), pg_catalog.make_interval(secs => $3), $4)";
 const REVOKE_SESSION: &str = "SELECT auth_pg.revoke_session($1)";

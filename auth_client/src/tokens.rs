@@ -7,6 +7,7 @@ use postgres_types::FromSql;
 
 use crate::cache::Forget;
 use crate::client::Via;
+use crate::packed::{Reader, Unpack};
 use crate::{AuthClient, Error, Status};
 
 /// The answer to a token check. Only a [`Status::Valid`] answer carries the token's id,
@@ -50,7 +51,8 @@ impl TokenValidation {
     }
 }
 
-/// `auth_pg.token_validation`, decoded from its binary record form.
+/// `auth_pg.token_validation`, decoded from its binary record form (batches) or its packed
+/// form (single checks).
 #[derive(FromSql)]
 #[postgres(name = "token_validation")]
 struct TokenValidationRecord {
@@ -60,6 +62,19 @@ struct TokenValidationRecord {
     scopes: Option<Vec<String>>,
     expires_at: Option<SystemTime>,
     metadata: Option<serde_json::Value>,
+}
+
+impl Unpack for TokenValidationRecord {
+    fn unpack(reader: &mut Reader<'_>) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Self {
+            status: reader.status()?,
+            token_id: reader.int8()?,
+            user_id: reader.text()?,
+            scopes: reader.text_array()?,
+            expires_at: reader.timestamptz()?,
+            metadata: reader.json()?,
+        })
+    }
 }
 
 impl TryFrom<TokenValidationRecord> for TokenValidation {
@@ -77,9 +92,9 @@ impl TryFrom<TokenValidationRecord> for TokenValidation {
     }
 }
 
-// The composite is returned as one value rather than expanded with `SELECT * FROM`, which would
-// add a function scan (and a tuplestore) to every check.
-const VALIDATE_TOKEN: &str = "SELECT auth_pg.validate_token($1)";
+// A single check asks for the packed form (one bytea; see packed.rs): sending the composite
+// would cost the server a lookup of each field's output function on every call.
+const VALIDATE_TOKEN: &str = "SELECT auth_pg.validate_token_packed($1)";
 const VALIDATE_TOKENS: &str = "SELECT (v.status, v.token_id, v.user_id, v.scopes, v.expires_at, \
      v.metadata)::auth_pg.token_validation \
      FROM auth_pg.validate_tokens($1) WITH ORDINALITY AS v ORDER BY v.ordinality";

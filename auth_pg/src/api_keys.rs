@@ -19,10 +19,11 @@ use pgrx::spi::SpiClient;
 use pgrx::{Array, PgTrigger, Spi};
 
 use crate::audit::{self, AuditEvent};
-use crate::check::{self, Checked, Status, statement_time};
+use crate::check::{self, Checked, Form, Status, statement_time};
 use crate::error::{AuthPgError, OrRaise};
 use crate::fmgr::function_info_v1;
 use crate::jsonb::Jsonb;
+use crate::packed::Field;
 use crate::storage::{Rel, Row};
 use crate::tokens::{check_metadata, generate, later};
 use crate::usage::USAGE;
@@ -58,6 +59,15 @@ impl Checked<6> for ApiKeys {
         check::judge_times(row, col::REVOKED_AT, col::EXPIRES_AT, now)
     }
 
+    const PACKED: [Field; 6] = [
+        Field::Text,
+        Field::Text,
+        Field::Text,
+        Field::TextArray,
+        Field::TimestampTz,
+        Field::Jsonb,
+    ];
+
     fn fields(row: &Row<'_>) -> [Option<pg_sys::Datum>; 6] {
         [
             row.datum(col::ORG_ID),
@@ -87,7 +97,24 @@ pub unsafe extern "C-unwind" fn auth_pg_validate_api_key(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
     // SAFETY: fmgr calls this as declared in api_keys.sql.
-    unsafe { check::check_single::<ApiKeys, 6>(fcinfo) }
+    unsafe { check::check_single::<ApiKeys, 6>(fcinfo, Form::Row) }
+}
+
+function_info_v1!(pg_finfo_auth_pg_validate_api_key_packed);
+
+/// `auth_pg.validate_api_key_packed(key text) RETURNS bytea`: `validate_api_key`'s answer in
+/// the packed form (see packed.rs).
+///
+/// # Safety
+///
+/// Called by fmgr only, with the argument and result declared in api_keys.sql.
+#[unsafe(no_mangle)]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn auth_pg_validate_api_key_packed(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    // SAFETY: fmgr calls this as declared in api_keys.sql.
+    unsafe { check::check_single::<ApiKeys, 6>(fcinfo, Form::Packed) }
 }
 
 function_info_v1!(pg_finfo_auth_pg_validate_api_keys);

@@ -14,6 +14,7 @@ use pgrx::pg_sys::{self, Datum};
 use crate::error::AuthPgError;
 use crate::fmgr::{self, CompositeResult, MaterializedSet};
 use crate::hash_key;
+use crate::packed::{self, Field};
 use crate::storage::{KeyLookup, Rel, Row};
 
 /// What a check found.
@@ -91,6 +92,9 @@ pub(crate) trait Checked<const N: usize> {
     /// The answer's fields after `status`, for a valid row.
     fn fields(row: &Row<'_>) -> [Option<Datum>; N];
 
+    /// How those fields are written in the packed answer: their types, in order.
+    const PACKED: [Field; N];
+
     /// Called after a valid answer (for instance, to note the credential's use).
     fn on_valid(_hash: &[u8; 32], _now: pg_sys::TimestampTz) {}
 }
@@ -161,20 +165,73 @@ fn check_one<C: Checked<N>, const N: usize, R>(
     })
 }
 
-/// The body of a single check: `f(credential text) RETURNS <answer type>`.
+/// The form a single check answers in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// The composite row type the function is declared to return.
+    Row,
+    /// A `bytea` in the layout of [`packed`], for clients that read it.
+    Packed,
+}
+
+/// Where a single check's answer is formed: the composite's descriptor, pinned for the call,
+/// or the packed layout of `N` fields after the status.
+pub(crate) enum Answer {
+    Row(CompositeResult),
+    Packed(&'static [Field]),
+}
+
+impl Answer {
+    /// The answer of the function `fcinfo` calls, for a credential kind whose fields are
+    /// packed as `fields`.
+    ///
+    /// # Safety
+    ///
+    /// For `Form::Row`, `fcinfo` must be a live call of a function whose result type is a
+    /// named composite type.
+    pub(crate) unsafe fn of(
+        fcinfo: pg_sys::FunctionCallInfo,
+        form: Form,
+        fields: &'static [Field],
+    ) -> Self {
+        match form {
+            // SAFETY: as documented.
+            Form::Row => Self::Row(unsafe { CompositeResult::of(fcinfo) }),
+            Form::Packed => Self::Packed(fields),
+        }
+    }
+
+    /// The answer's datum from `values` and `nulls` (status first). By-reference values are
+    /// copied, so they may point into a shared buffer.
+    pub(crate) fn form(&self, values: &[Datum], nulls: &[bool]) -> Datum {
+        match self {
+            Self::Row(result) => result.form(values, nulls),
+            Self::Packed(fields) => packed::pack(fields, values, nulls),
+        }
+    }
+}
+
+/// The body of a single check: `f(credential text) RETURNS <answer type>`, or `RETURNS bytea`
+/// for the packed form.
 ///
 /// # Safety
 ///
-/// `fcinfo` must be a live call of a function declared with one `text` argument and a composite
-/// result of `N + 1` fields.
+/// `fcinfo` must be a live call of a function declared with one `text` argument and, for
+/// `Form::Row`, a composite result of `N + 1` fields.
 pub(crate) unsafe fn check_single<C: Checked<N>, const N: usize>(
     fcinfo: pg_sys::FunctionCallInfo,
+    form: Form,
 ) -> Datum {
     // SAFETY: as documented.
-    let (candidate, result) = unsafe { (fmgr::text_arg(fcinfo, 0), CompositeResult::of(fcinfo)) };
+    let (candidate, answer) = unsafe {
+        (
+            fmgr::text_arg(fcinfo, 0),
+            Answer::of(fcinfo, form, &C::PACKED),
+        )
+    };
     let mut lookup = KeyLookup::new(C::TABLE, C::INDEX, C::HASH_COLUMN);
     check_one::<C, N, _>(&mut lookup, candidate, statement_time(), |values, nulls| {
-        result.form(values, nulls)
+        answer.form(values, nulls)
     })
 }
 

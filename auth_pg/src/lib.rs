@@ -24,6 +24,7 @@ mod hash_key;
 mod jsonb;
 mod jwt;
 mod notify;
+mod packed;
 mod permissions;
 mod sessions;
 mod storage;

@@ -14,11 +14,12 @@ use pgrx::spi::SpiError;
 use pgrx::{IntoDatum, Spi};
 
 use crate::audit::{self, AuditEvent};
-use crate::check::{self, Checked, Status, statement_time};
+use crate::check::{self, Answer, Checked, Form, Status, statement_time};
 use crate::error::{AuthPgError, OrRaise};
-use crate::fmgr::{self, CompositeResult, function_info_v1};
+use crate::fmgr::{self, function_info_v1};
 use crate::gucs::{self, SessionLimitAction};
 use crate::jsonb::Jsonb;
+use crate::packed::Field;
 use crate::storage::{self, KeyLookup, Rel, Row};
 use crate::tokens::{check_landing, check_metadata, generate, interval_parts, later, write_one};
 use crate::writing::Guard;
@@ -64,6 +65,14 @@ impl Checked<5> for Sessions {
         }
     }
 
+    const PACKED: [Field; 5] = [
+        Field::Text,
+        Field::Text,
+        Field::TimestampTz,
+        Field::TimestampTz,
+        Field::Jsonb,
+    ];
+
     fn fields(row: &Row<'_>) -> [Option<pg_sys::Datum>; 5] {
         [
             row.datum(col::USER_ID),
@@ -88,7 +97,24 @@ pub unsafe extern "C-unwind" fn auth_pg_validate_session(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
     // SAFETY: fmgr calls this as declared in sessions.sql.
-    unsafe { check::check_single::<Sessions, 5>(fcinfo) }
+    unsafe { check::check_single::<Sessions, 5>(fcinfo, Form::Row) }
+}
+
+function_info_v1!(pg_finfo_auth_pg_validate_session_packed);
+
+/// `auth_pg.validate_session_packed(token text) RETURNS bytea`: `validate_session`'s answer in
+/// the packed form (see packed.rs).
+///
+/// # Safety
+///
+/// Called by fmgr only, with the argument and result declared in sessions.sql.
+#[unsafe(no_mangle)]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn auth_pg_validate_session_packed(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    // SAFETY: fmgr calls this as declared in sessions.sql.
+    unsafe { check::check_single::<Sessions, 5>(fcinfo, Form::Packed) }
 }
 
 function_info_v1!(pg_finfo_auth_pg_touch_session);
@@ -108,14 +134,47 @@ function_info_v1!(pg_finfo_auth_pg_touch_session);
 pub unsafe extern "C-unwind" fn auth_pg_touch_session(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
+    // SAFETY: fmgr calls this as declared in sessions.sql.
+    unsafe { touch(fcinfo, Form::Row) }
+}
+
+function_info_v1!(pg_finfo_auth_pg_touch_session_packed);
+
+/// `auth_pg.touch_session_packed(token text) RETURNS bytea`: `touch_session` answering in the
+/// packed form (see packed.rs).
+///
+/// # Safety
+///
+/// Called by fmgr only, with the argument and result declared in sessions.sql.
+#[unsafe(no_mangle)]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn auth_pg_touch_session_packed(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    // SAFETY: fmgr calls this as declared in sessions.sql.
+    unsafe { touch(fcinfo, Form::Packed) }
+}
+
+/// The body of both touches.
+///
+/// # Safety
+///
+/// `fcinfo` must be a live call of a function declared with one `text` argument and, for
+/// `Form::Row`, the result `auth_pg.session_validation`.
+unsafe fn touch(fcinfo: pg_sys::FunctionCallInfo, form: Form) -> pg_sys::Datum {
     // SAFETY: both take a NUL-terminated command name and raise the standard ERROR (25006) in
     // a read-only transaction or on a standby, where validate_session is the call to make.
     unsafe {
         pg_sys::PreventCommandIfReadOnly(c"touch_session()".as_ptr());
         pg_sys::PreventCommandDuringRecovery(c"touch_session()".as_ptr());
     }
-    // SAFETY: fmgr calls this as declared in sessions.sql.
-    let (candidate, result) = unsafe { (fmgr::text_arg(fcinfo, 0), CompositeResult::of(fcinfo)) };
+    // SAFETY: as documented.
+    let (candidate, result) = unsafe {
+        (
+            fmgr::text_arg(fcinfo, 0),
+            Answer::of(fcinfo, form, &Sessions::PACKED),
+        )
+    };
     let now = statement_time();
     let stale_before = now.saturating_sub(gucs::session_touch_interval_micros());
 
@@ -174,7 +233,7 @@ impl SessionRow {
         })
     }
 
-    fn form(self, result: &CompositeResult) -> pg_sys::Datum {
+    fn form(self, result: &Answer) -> pg_sys::Datum {
         if self.status != Status::Valid {
             return status_only(self.status, result);
         }
@@ -195,7 +254,7 @@ impl SessionRow {
     }
 }
 
-fn status_only(status: Status, result: &CompositeResult) -> pg_sys::Datum {
+fn status_only(status: Status, result: &Answer) -> pg_sys::Datum {
     let (values, nulls) = check::answer::<Sessions, 5>(status, None);
     result.form(&values, &nulls)
 }
@@ -262,7 +321,7 @@ fn record_activity(
     session_id: &str,
     now: pg_sys::TimestampTz,
     stale_before: pg_sys::TimestampTz,
-    result: &CompositeResult,
+    result: &Answer,
 ) -> pg_sys::Datum {
     let now = TimestampWithTimeZone::try_from(now).expect("the statement's start time is valid");
     let stale_before =

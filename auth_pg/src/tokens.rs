@@ -12,10 +12,11 @@ use pgrx::prelude::*;
 use pgrx::{Array, Spi};
 
 use crate::audit::{self, AuditEvent};
-use crate::check::{self, Checked, Status, statement_time};
+use crate::check::{self, Checked, Form, Status, statement_time};
 use crate::error::{AuthPgError, OrRaise};
 use crate::fmgr::function_info_v1;
 use crate::jsonb::Jsonb;
+use crate::packed::Field;
 use crate::storage::{Rel, Row};
 use crate::writing::Guard;
 use crate::{edits, gucs, hash_key, notify};
@@ -46,6 +47,14 @@ impl Checked<5> for Tokens {
         check::judge_times(row, col::REVOKED_AT, col::EXPIRES_AT, now)
     }
 
+    const PACKED: [Field; 5] = [
+        Field::Int8,
+        Field::Text,
+        Field::TextArray,
+        Field::TimestampTz,
+        Field::Jsonb,
+    ];
+
     fn fields(row: &Row<'_>) -> [Option<pg_sys::Datum>; 5] {
         [
             row.datum(col::TOKEN_ID),
@@ -73,7 +82,24 @@ pub unsafe extern "C-unwind" fn auth_pg_validate_token(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
     // SAFETY: fmgr calls this as declared in tokens.sql.
-    unsafe { check::check_single::<Tokens, 5>(fcinfo) }
+    unsafe { check::check_single::<Tokens, 5>(fcinfo, Form::Row) }
+}
+
+function_info_v1!(pg_finfo_auth_pg_validate_token_packed);
+
+/// `auth_pg.validate_token_packed(token text) RETURNS bytea`: `validate_token`'s answer in the
+/// packed form (see packed.rs).
+///
+/// # Safety
+///
+/// Called by fmgr only, with the argument and result declared in tokens.sql.
+#[unsafe(no_mangle)]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn auth_pg_validate_token_packed(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    // SAFETY: fmgr calls this as declared in tokens.sql.
+    unsafe { check::check_single::<Tokens, 5>(fcinfo, Form::Packed) }
 }
 
 function_info_v1!(pg_finfo_auth_pg_validate_tokens);

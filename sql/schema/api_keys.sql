@@ -69,6 +69,11 @@ CREATE FUNCTION auth_pg.validate_api_key(key text) RETURNS auth_pg.api_key_valid
     LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_validate_api_key';
 COMMENT ON FUNCTION auth_pg.validate_api_key(text) IS
     'Checks an API key: valid, expired, revoked, unknown or malformed. Reads only; one index probe.';
+CREATE FUNCTION auth_pg.validate_api_key_packed(key text) RETURNS bytea
+    STABLE PARALLEL SAFE
+    LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_validate_api_key_packed';
+COMMENT ON FUNCTION auth_pg.validate_api_key_packed(text) IS
+    'validate_api_key, answering in the packed form (a bytea; layout in the README).';
 
 CREATE FUNCTION auth_pg.validate_api_keys(keys text[]) RETURNS SETOF auth_pg.api_key_validation
     STABLE PARALLEL SAFE ROWS 10

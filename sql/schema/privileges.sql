@@ -15,11 +15,15 @@ GRANT auth_pg_validator TO auth_pg_admin;
 -- Checks.
 GRANT EXECUTE ON FUNCTION
     auth_pg.validate_token(text),
+    auth_pg.validate_token_packed(text),
     auth_pg.validate_tokens(text[]),
     auth_pg.validate_api_key(text),
+    auth_pg.validate_api_key_packed(text),
     auth_pg.validate_api_keys(text[]),
     auth_pg.validate_session(text),
+    auth_pg.validate_session_packed(text),
     auth_pg.touch_session(text),
+    auth_pg.touch_session_packed(text),
     auth_pg.has_permission(text, text, text),
     auth_pg.has_permissions(text, text[], text, boolean),
     auth_pg.user_permissions(text, text),

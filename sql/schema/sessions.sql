@@ -61,6 +61,11 @@ CREATE FUNCTION auth_pg.validate_session(token text) RETURNS auth_pg.session_val
     LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_validate_session';
 COMMENT ON FUNCTION auth_pg.validate_session(text) IS
     'Checks a session token: valid, idle_expired, absolute_expired, revoked, unknown or malformed. Reads only.';
+CREATE FUNCTION auth_pg.validate_session_packed(token text) RETURNS bytea
+    STABLE PARALLEL SAFE
+    LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_validate_session_packed';
+COMMENT ON FUNCTION auth_pg.validate_session_packed(text) IS
+    'validate_session, answering in the packed form (a bytea; layout in the README).';
 
 -- touch_session writes (at most once per auth_pg.session_touch_interval per session) through
 -- statements in which every name and operator is schema-qualified.
@@ -69,3 +74,8 @@ CREATE FUNCTION auth_pg.touch_session(token text) RETURNS auth_pg.session_valida
     LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_touch_session';
 COMMENT ON FUNCTION auth_pg.touch_session(text) IS
     'Checks a session token and, when valid, slides its idle deadline (never past the absolute one).';
+CREATE FUNCTION auth_pg.touch_session_packed(token text) RETURNS bytea
+    VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_touch_session_packed';
+COMMENT ON FUNCTION auth_pg.touch_session_packed(text) IS
+    'touch_session, answering in the packed form (a bytea; layout in the README).';

@@ -58,6 +58,15 @@ CREATE FUNCTION auth_pg.validate_token(token text) RETURNS auth_pg.token_validat
 COMMENT ON FUNCTION auth_pg.validate_token(text) IS
     'Checks a token: valid, expired, revoked, unknown or malformed. Reads only; one index probe.';
 
+-- The same check, answering in the packed form: one bytea that a driver reads without the
+-- per-field type lookups a composite costs PostgreSQL on every query (see auth_pg/src/packed.rs
+-- and the README). auth_client calls these.
+CREATE FUNCTION auth_pg.validate_token_packed(token text) RETURNS bytea
+    STABLE PARALLEL SAFE
+    LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_validate_token_packed';
+COMMENT ON FUNCTION auth_pg.validate_token_packed(text) IS
+    'validate_token, answering in the packed form (a bytea; layout in the README).';
+
 CREATE FUNCTION auth_pg.validate_tokens(tokens text[]) RETURNS SETOF auth_pg.token_validation
     STABLE PARALLEL SAFE ROWS 10
     LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_validate_tokens';

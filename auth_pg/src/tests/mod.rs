@@ -7,6 +7,7 @@ use pgrx::{PgSqlErrorCode, Spi};
 mod api_keys;
 mod jsonb;
 mod jwt;
+mod packed;
 mod permissions;
 mod sessions;
 mod tokens;

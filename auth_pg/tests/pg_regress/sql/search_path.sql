@@ -46,6 +46,11 @@ SELECT status, user_id FROM auth_pg.validate_token(:'victim');
 SELECT auth_pg.revoke_token(:'attacker');
 SELECT status FROM auth_pg.validate_token(:'victim');
 SELECT status FROM auth_pg.validate_token(:'attacker');
+-- The packed answers say the same (the status is the first field, from byte 7 on).
+SELECT pg_catalog.convert_from(pg_catalog.substring(p, 7, pg_catalog.get_byte(p, 5)), 'UTF8') AS packed_status
+FROM (SELECT auth_pg.validate_token_packed(:'victim') AS p) AS answer;
+SELECT pg_catalog.convert_from(pg_catalog.substring(p, 7, pg_catalog.get_byte(p, 5)), 'UTF8') AS packed_status
+FROM (SELECT auth_pg.validate_token_packed(:'attacker') AS p) AS answer;
 SELECT auth_pg.revoke_user_tokens('nobody-at-all') AS revoked;
 SELECT status FROM auth_pg.validate_token(:'victim');
 SELECT status, user_id FROM auth_pg.validate_tokens(ARRAY[:'victim', :'attacker']);
@@ -58,6 +63,8 @@ SELECT key_id IS NOT NULL AS rotated FROM auth_pg.rotate_api_key('victim-org', :
 SELECT auth_pg.revoke_api_key('victim-org', :'second_key_id');
 SELECT name, status FROM auth_pg.list_api_keys('victim-org');
 SELECT status FROM auth_pg.validate_api_key(:'victim_key');
+SELECT pg_catalog.convert_from(pg_catalog.substring(p, 7, pg_catalog.get_byte(p, 5)), 'UTF8') AS packed_status
+FROM (SELECT auth_pg.validate_api_key_packed(:'victim_key') AS p) AS answer;
 SELECT status, org_id FROM auth_pg.validate_api_keys(ARRAY[:'victim_key', :'second_key']);
 -- The same for sessions; touches write on every call here.
 SELECT auth_pg.create_session('victim', '30 minutes', '12 hours') AS victim_session \gset
@@ -71,6 +78,12 @@ SELECT status, revoked_at, last_activity_at > created_at AS touched, idle_expire
 FROM auth_pg.list_user_sessions('victim');
 SELECT status FROM auth_pg.validate_session(:'victim_session');
 SELECT status FROM auth_pg.validate_session(:'attacker_session');
+SELECT pg_catalog.convert_from(pg_catalog.substring(p, 7, pg_catalog.get_byte(p, 5)), 'UTF8') AS packed_status
+FROM (SELECT auth_pg.validate_session_packed(:'victim_session') AS p) AS answer;
+SELECT pg_catalog.convert_from(pg_catalog.substring(p, 7, pg_catalog.get_byte(p, 5)), 'UTF8') AS packed_status
+FROM (SELECT auth_pg.touch_session_packed(:'victim_session') AS p) AS answer;
+SELECT pg_catalog.convert_from(pg_catalog.substring(p, 7, pg_catalog.get_byte(p, 5)), 'UTF8') AS packed_status
+FROM (SELECT auth_pg.touch_session_packed(:'attacker_session') AS p) AS answer;
 -- The same for roles and permissions.
 SELECT auth_pg.create_role('victim-role', 'victim-org'), auth_pg.create_role('victim-parent');
 SELECT auth_pg.add_role_parent('victim-role', 'victim-parent', 'victim-org');
