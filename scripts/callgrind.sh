@@ -57,7 +57,10 @@ total() {
     awk '/^totals:|^summary:/ {print $2; exit}' "$file"
 }
 for spec in "SELECT 1|" "SELECT auth_pg.validate_token(\$1)|@$DIR/tokens" \
-            "SELECT auth_pg.touch_session(\$1)|@$DIR/sessions"; do
+            "SELECT auth_pg.validate_token_packed(\$1)|@$DIR/tokens" \
+            "SELECT auth_pg.validate_session_packed(\$1)|@$DIR/sessions" \
+            "SELECT auth_pg.touch_session(\$1)|@$DIR/sessions" \
+            "SELECT auth_pg.touch_session_packed(\$1)|@$DIR/sessions"; do
     query="${spec%%|*}"
     argument="${spec#*|}"
     declare -A counts=()

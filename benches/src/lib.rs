@@ -252,6 +252,32 @@ pub async fn plain_sql_check(client: &AuthClient, token: &str) -> Result<bool, a
     Ok(row.is_some_and(|r| r.get::<_, bool>(3)))
 }
 
+/// `auth_pg.token_validation` in its binary record form, as auth_client read it before it
+/// asked for the packed form.
+#[derive(postgres_types::FromSql)]
+#[postgres(name = "token_validation")]
+#[allow(dead_code)] // Decoded as a client would; only the status is looked at.
+struct TokenValidationRow {
+    status: String,
+    token_id: Option<i64>,
+    user_id: Option<String>,
+    scopes: Option<Vec<String>>,
+    expires_at: Option<std::time::SystemTime>,
+    metadata: Option<serde_json::Value>,
+}
+
+/// `validate_token` answering in its composite row (`SELECT auth_pg.validate_token($1)`),
+/// through `client`'s pool: the row form beside the packed one auth_client uses. True for
+/// `valid`.
+pub async fn composite_check(client: &AuthClient, token: &str) -> Result<bool, auth_client::Error> {
+    let connection = client.pool().get().await?;
+    let statement = connection
+        .prepare_cached("SELECT auth_pg.validate_token($1)")
+        .await?;
+    let row = connection.query_one(&statement, &[&token]).await?;
+    Ok(row.try_get::<_, TokenValidationRow>(0)?.status == "valid")
+}
+
 /// `SELECT 1` through `client`'s pool: the floor of any round trip, the baseline of every
 /// table.
 pub fn select_one(client: &AuthClient) -> Workload {
@@ -262,8 +288,8 @@ pub fn select_one(client: &AuthClient) -> Workload {
     })
 }
 
-/// The token workloads: `SELECT 1`, the plain SQL, `validate_token`, each on a random stored
-/// token.
+/// The token workloads: `SELECT 1`, the plain SQL, `validate_token` answering as a composite
+/// and as auth_client calls it (packed), each on a random stored token.
 pub fn token_workloads(client: &AuthClient, tokens: Arc<Vec<String>>) -> Vec<Workload> {
     let pick = |tokens: &Arc<Vec<String>>, random: usize| tokens[random % tokens.len()].clone();
     vec![
@@ -273,6 +299,13 @@ pub fn token_workloads(client: &AuthClient, tokens: Arc<Vec<String>>) -> Vec<Wor
             move |_, random| {
                 let (client, token) = (client.clone(), pick(&tokens, random));
                 async move { assert!(plain_sql_check(&client, &token).await.expect("plain")) }
+            }
+        }),
+        Workload::new("`validate_token` as a composite row", {
+            let (client, tokens) = (client.clone(), tokens.clone());
+            move |_, random| {
+                let (client, token) = (client.clone(), pick(&tokens, random));
+                async move { assert!(composite_check(&client, &token).await.expect("composite")) }
             }
         }),
         Workload::new("`auth_pg.validate_token`", {
