@@ -213,6 +213,17 @@ impl KeyLookup {
     /// `read` must copy what it keeps: the row's values point into a shared buffer that is
     /// released when the next probe starts or the lookup closes.
     pub(crate) fn find<R>(&mut self, key: &[u8], read: impl FnOnce(&Row<'_>) -> R) -> Option<R> {
+        self.find_where(key, |_| true, read)
+    }
+
+    /// Finds the first row visible to this statement whose key is `key` and that `accept`
+    /// accepts, and lets `read` look at it; as [`find`](Self::find) otherwise.
+    pub(crate) fn find_where<R>(
+        &mut self,
+        key: &[u8],
+        mut accept: impl FnMut(&Row<'_>) -> bool,
+        read: impl FnOnce(&Row<'_>) -> R,
+    ) -> Option<R> {
         let (table, index, key_column) = (self.table, self.index, self.key_column);
         let open = self
             .scan
@@ -240,7 +251,7 @@ impl KeyLookup {
                     slot: open.slot,
                     _lookup: PhantomData,
                 };
-                if candidate.bytes(key_column) == Some(key) {
+                if candidate.bytes(key_column) == Some(key) && accept(&candidate) {
                     break;
                 }
             }
