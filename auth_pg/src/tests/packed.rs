@@ -106,13 +106,24 @@ mod tests {
             .expect("never NULL")
     }
 
-    fn assert_same(row_function: &str, fields: &[Field], credential: Option<&str>) {
+    /// The packed answer of `row_function`'s sibling is the row answer; returns its status.
+    fn assert_same(row_function: &str, fields: &[Field], credential: Option<&str>) -> String {
         let packed_function = format!("{row_function}_packed");
+        let answer = packed(&packed_function, credential);
         assert_eq!(
-            packed(&packed_function, credential),
+            answer,
             expected(row_function, fields, credential),
             "{packed_function} differs from {row_function}"
         );
+        status_of(&answer)
+    }
+
+    /// The status of a packed answer: its first field.
+    fn status_of(answer: &[u8]) -> String {
+        assert_eq!(&answer[..2], &[VERSION, b't'], "a status first");
+        let len = u32::from_be_bytes(answer[2..6].try_into().expect("four bytes"));
+        let len = usize::try_from(len).expect("short");
+        String::from_utf8(answer[6..6 + len].to_vec()).expect("UTF-8")
     }
 
     /// Metadata that PostgreSQL stores compressed (over 2 kB, repetitive), with characters
@@ -161,16 +172,38 @@ mod tests {
             .expect("issue_token")
             .expect("a token");
 
-        for candidate in [Some(token.as_str()), Some(bare.as_str())] {
-            assert_same("validate_token", &Tokens::PACKED, candidate);
+        let old = Spi::get_one::<String>("SELECT auth_pg.issue_token('user-3', '1 hour')")
+            .expect("issue_token")
+            .expect("a token");
+        Spi::run(
+            "UPDATE auth_pg.tokens SET created_at = statement_timestamp() - interval '2 hours', \
+                    expires_at = statement_timestamp() - interval '1 hour' \
+             WHERE user_id = 'user-3'",
+        )
+        .expect("expire the token");
+
+        for candidate in [&token, &bare] {
+            assert_eq!(
+                assert_same("validate_token", &Tokens::PACKED, Some(candidate)),
+                "valid"
+            );
         }
         Spi::run_with_args("SELECT auth_pg.revoke_token($1)", &[bare.as_str().into()])
             .expect("revoke");
         let unknown = auth_core::Credential::generate(auth_core::CredentialKind::Token)
             .expect("random")
             .into_secret();
-        for candidate in [Some(bare.as_str()), Some(unknown.as_str()), Some("x"), None] {
-            assert_same("validate_token", &Tokens::PACKED, candidate);
+        for (candidate, status) in [
+            (Some(bare.as_str()), "revoked"),
+            (Some(old.as_str()), "expired"),
+            (Some(unknown.as_str()), "unknown"),
+            (Some("x"), "malformed"),
+            (None, "malformed"),
+        ] {
+            assert_eq!(
+                assert_same("validate_token", &Tokens::PACKED, candidate),
+                status
+            );
         }
         // A valid answer really is written out, not only NULLs.
         assert!(packed("validate_token_packed", Some(&token)).len() > 2000);
@@ -178,21 +211,84 @@ mod tests {
 
     #[pg_test]
     fn packed_session_answers_are_the_row_answers() {
-        let token = Spi::get_one::<String>(&format!(
-            "SELECT auth_pg.create_session('user-packed', '30 minutes', '12 hours', {METADATA})"
-        ))
-        .expect("create_session")
-        .expect("a session token");
-        assert_same("validate_session", &Sessions::PACKED, Some(&token));
-        assert_same("touch_session", &Sessions::PACKED, Some(&token));
+        let create = || {
+            Spi::get_one::<String>(&format!(
+                "SELECT auth_pg.create_session('user-packed', '30 minutes', '12 hours', {METADATA})"
+            ))
+            .expect("create_session")
+            .expect("a session token")
+        };
+        let session_id = |token: &str| {
+            Spi::get_one_with_args::<String>(
+                "SELECT (auth_pg.validate_session($1)).session_id",
+                &[token.into()],
+            )
+            .expect("validate_session")
+            .expect("a valid session")
+        };
+        let move_session = |token: &str, set: &str| {
+            Spi::run_with_args(
+                &format!("UPDATE auth_pg.sessions SET {set} WHERE session_id = $1"),
+                &[session_id(token).as_str().into()],
+            )
+            .expect("move the session in time");
+        };
+        let token = create();
+        for function in ["validate_session", "touch_session"] {
+            assert_eq!(
+                assert_same(function, &Sessions::PACKED, Some(&token)),
+                "valid"
+            );
+        }
+
+        // A touch that writes answers with the row it wrote, as validate_session reads it.
+        move_session(
+            &token,
+            "last_activity_at = statement_timestamp() - interval '10 minutes', \
+             idle_expires_at = statement_timestamp() + interval '20 minutes'",
+        );
+        let touched = packed("touch_session_packed", Some(&token));
+        assert_eq!(
+            touched,
+            expected("validate_session", &Sessions::PACKED, Some(&token))
+        );
+        let slid = Spi::get_one_with_args::<bool>(
+            "SELECT idle_expires_at = statement_timestamp() + interval '30 minutes' \
+             FROM auth_pg.validate_session($1)",
+            &[token.as_str().into()],
+        );
+        assert_eq!(slid, Ok(Some(true)), "the touch wrote");
+
+        let idle = create();
+        move_session(&idle, "idle_expires_at = statement_timestamp()");
+        let ended = create();
+        move_session(
+            &ended,
+            "absolute_expires_at = statement_timestamp(), idle_expires_at = statement_timestamp()",
+        );
         Spi::run_with_args(
             "SELECT auth_pg.revoke_session($1)",
             &[token.as_str().into()],
         )
         .expect("revoke");
-        for candidate in [Some(token.as_str()), Some("apgs_"), None] {
-            assert_same("validate_session", &Sessions::PACKED, candidate);
-            assert_same("touch_session", &Sessions::PACKED, candidate);
+        let unknown = auth_core::Credential::generate(auth_core::CredentialKind::Session)
+            .expect("random")
+            .into_secret();
+        for (candidate, status) in [
+            (Some(token.as_str()), "revoked"),
+            (Some(idle.as_str()), "idle_expired"),
+            (Some(ended.as_str()), "absolute_expired"),
+            (Some(unknown.as_str()), "unknown"),
+            (Some("apgs_"), "malformed"),
+            (None, "malformed"),
+        ] {
+            for function in ["validate_session", "touch_session"] {
+                assert_eq!(
+                    assert_same(function, &Sessions::PACKED, candidate),
+                    status,
+                    "{function}"
+                );
+            }
         }
     }
 
@@ -205,9 +301,45 @@ mod tests {
         ))
         .expect("create_api_key")
         .expect("a key");
-        assert_same("validate_api_key", &ApiKeys::PACKED, Some(&key));
-        for candidate in [Some("apgk_x"), Some(""), None] {
-            assert_same("validate_api_key", &ApiKeys::PACKED, candidate);
+        assert_eq!(
+            assert_same("validate_api_key", &ApiKeys::PACKED, Some(&key)),
+            "valid"
+        );
+        let create = |name: &str| {
+            Spi::get_two_with_args::<String, String>(
+                "SELECT key, key_id FROM auth_pg.create_api_key('packed-org', $1)",
+                &[name.into()],
+            )
+            .map(|(key, id)| (key.expect("a key"), id.expect("an id")))
+            .expect("create_api_key")
+        };
+        let (revoked, revoked_id) = create("revoked");
+        Spi::run_with_args(
+            "SELECT auth_pg.revoke_api_key('packed-org', $1)",
+            &[revoked_id.as_str().into()],
+        )
+        .expect("revoke");
+        let (rotated, rotated_id) = create("rotated");
+        Spi::run_with_args(
+            "SELECT auth_pg.rotate_api_key('packed-org', $1, '0 seconds')",
+            &[rotated_id.as_str().into()],
+        )
+        .expect("rotate");
+        let unknown = auth_core::Credential::generate(auth_core::CredentialKind::ApiKey)
+            .expect("random")
+            .into_secret();
+        for (candidate, status) in [
+            (Some(revoked.as_str()), "revoked"),
+            (Some(rotated.as_str()), "expired"),
+            (Some(unknown.as_str()), "unknown"),
+            (Some("apgk_x"), "malformed"),
+            (Some(""), "malformed"),
+            (None, "malformed"),
+        ] {
+            assert_eq!(
+                assert_same("validate_api_key", &ApiKeys::PACKED, candidate),
+                status
+            );
         }
     }
 }
