@@ -175,29 +175,27 @@ pub(crate) enum Form {
 }
 
 /// Where a single check's answer is formed: the composite's descriptor, pinned for the call,
-/// or the packed layout of `N` fields after the status.
+/// or the packed layout of the credential kind's fields after the status.
 pub(crate) enum Answer {
     Row(CompositeResult),
     Packed(&'static [Field]),
 }
 
 impl Answer {
-    /// The answer of the function `fcinfo` calls, for a credential kind whose fields are
-    /// packed as `fields`.
+    /// The answer in `form` of the function `fcinfo` calls, which checks credentials `C`.
     ///
     /// # Safety
     ///
     /// For `Form::Row`, `fcinfo` must be a live call of a function whose result type is a
     /// named composite type.
-    pub(crate) unsafe fn of(
+    pub(crate) unsafe fn of<C: Checked<N>, const N: usize>(
         fcinfo: pg_sys::FunctionCallInfo,
         form: Form,
-        fields: &'static [Field],
     ) -> Self {
         match form {
             // SAFETY: as documented.
             Form::Row => Self::Row(unsafe { CompositeResult::of(fcinfo) }),
-            Form::Packed => Self::Packed(fields),
+            Form::Packed => Self::Packed(&C::PACKED),
         }
     }
 
@@ -223,12 +221,8 @@ pub(crate) unsafe fn check_single<C: Checked<N>, const N: usize>(
     form: Form,
 ) -> Datum {
     // SAFETY: as documented.
-    let (candidate, answer) = unsafe {
-        (
-            fmgr::text_arg(fcinfo, 0),
-            Answer::of(fcinfo, form, &C::PACKED),
-        )
-    };
+    let (candidate, answer) =
+        unsafe { (fmgr::text_arg(fcinfo, 0), Answer::of::<C, N>(fcinfo, form)) };
     let mut lookup = KeyLookup::new(C::TABLE, C::INDEX, C::HASH_COLUMN);
     check_one::<C, N, _>(&mut lookup, candidate, statement_time(), |values, nulls| {
         answer.form(values, nulls)

@@ -172,7 +172,7 @@ unsafe fn touch(fcinfo: pg_sys::FunctionCallInfo, form: Form) -> pg_sys::Datum {
     let (candidate, result) = unsafe {
         (
             fmgr::text_arg(fcinfo, 0),
-            Answer::of(fcinfo, form, &Sessions::PACKED),
+            Answer::of::<Sessions, 5>(fcinfo, form),
         )
     };
     let now = statement_time();
