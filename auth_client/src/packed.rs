@@ -89,18 +89,18 @@ impl<'a> Reader<'a> {
         Ok(taken)
     }
 
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], BoxError> {
+        let mut array = [0; N];
+        array.copy_from_slice(self.take(N)?);
+        Ok(array)
+    }
+
     fn u32(&mut self) -> Result<u32, BoxError> {
-        let bytes = self.take(4)?;
-        Ok(u32::from_be_bytes(
-            bytes.try_into().map_err(|_| malformed("cut short"))?,
-        ))
+        self.array().map(u32::from_be_bytes)
     }
 
     fn i64(&mut self) -> Result<i64, BoxError> {
-        let bytes = self.take(8)?;
-        Ok(i64::from_be_bytes(
-            bytes.try_into().map_err(|_| malformed("cut short"))?,
-        ))
+        self.array().map(i64::from_be_bytes)
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], BoxError> {
