@@ -58,6 +58,8 @@ enum Rule {
     RequiredText,
     /// A string, or absent or null.
     OptionalText,
+    /// A non-empty string (another element's id), or absent or null.
+    OptionalId,
     /// 64 hexadecimal digits, required.
     Hash,
     /// An array of non-empty strings, or absent or null.
@@ -81,7 +83,7 @@ const FIELDS: [(&str, Rule); 11] = [
     ("expires_at", Rule::OptionalTime),
     ("revoked_at", Rule::OptionalTime),
     ("last_used_at", Rule::OptionalTime),
-    ("replaced_by", Rule::OptionalText),
+    ("replaced_by", Rule::OptionalId),
 ];
 
 /// Checks a whole document: an array of key objects with the fields auth_pg reads, each of the
@@ -112,6 +114,11 @@ pub fn check_document(document: &Value) -> Result<(), DocumentError> {
                     None => return Err(missing),
                     Some(Value::String(_)) => {}
                     Some(_) => return Err(invalid("a timestamp string")),
+                },
+                Rule::OptionalId => match value {
+                    None => {}
+                    Some(Value::String(s)) if !s.is_empty() => {}
+                    Some(_) => return Err(invalid("a non-empty string or null")),
                 },
                 Rule::OptionalText | Rule::OptionalTime => {
                     if value.is_some_and(|v| !v.is_string()) {
@@ -254,6 +261,10 @@ mod tests {
             (
                 with("metadata", json!([1])),
                 invalid("metadata", "an object or null"),
+            ),
+            (
+                with("replaced_by", json!("")),
+                invalid("replaced_by", "a non-empty string or null"),
             ),
             (
                 with("expires_at", json!(1_700_000_000)),

@@ -509,12 +509,19 @@ fn rotate_api_key(
             Option<TimestampWithTimeZone>,
             Option<TimestampWithTimeZone>,
             Option<i32>,
+            Option<bool>,
         );
         let old: Option<OldKey> = client
             .select(
-                "SELECT name, scopes, metadata, expires_at, revoked_at, position \
-                 FROM auth_pg.api_key_lookup \
-                 WHERE org_id OPERATOR(pg_catalog.=) $1 AND key_id OPERATOR(pg_catalog.=) $2",
+                // replaced_by lives in the document only: a key is rotated once, because its
+                // replacement inherits its expiry, which a first rotation has already cut to
+                // the end of its grace period.
+                "SELECT l.name, l.scopes, l.metadata, l.expires_at, l.revoked_at, l.position, \
+                        ((o.api_keys OPERATOR(pg_catalog.->) l.position) \
+                            OPERATOR(pg_catalog.->>) 'replaced_by') IS NOT NULL \
+                 FROM auth_pg.api_key_lookup l \
+                 JOIN auth_pg.organizations o ON o.org_id OPERATOR(pg_catalog.=) l.org_id \
+                 WHERE l.org_id OPERATOR(pg_catalog.=) $1 AND l.key_id OPERATOR(pg_catalog.=) $2",
                 Some(1),
                 &args,
             )
@@ -531,9 +538,11 @@ fn rotate_api_key(
                     row.get::<TimestampWithTimeZone>(4).ok().flatten(),
                     row.get::<TimestampWithTimeZone>(5).ok().flatten(),
                     row.get::<i32>(6).ok().flatten(),
+                    row.get::<bool>(7).ok().flatten(),
                 ))
             });
-        let Some((Some(name), scopes, metadata, expires_at, revoked_at, Some(position))) = old
+        let Some((Some(name), scopes, metadata, expires_at, revoked_at, Some(position), replaced)) =
+            old
         else {
             AuthPgError::UnknownApiKey.raise(FUNCTION);
         };
@@ -549,19 +558,6 @@ fn rotate_api_key(
             }
             .raise(FUNCTION);
         }
-        // A key is rotated once: its replacement inherits its expiry, which a first rotation
-        // has already cut to the end of its grace period.
-        let position_args: [DatumWithOid; 2] = [org_id.into(), position.into()];
-        let replaced = client
-            .select(
-                "SELECT ((api_keys OPERATOR(pg_catalog.->) $2) \
-                         OPERATOR(pg_catalog.->>) 'replaced_by') IS NOT NULL \
-                 FROM auth_pg.organizations WHERE org_id OPERATOR(pg_catalog.=) $1",
-                Some(1),
-                &position_args,
-            )
-            .ok()
-            .and_then(|table| table.first().get_one::<bool>().ok().flatten());
         if replaced == Some(true) {
             AuthPgError::ApiKeyNotRotatable {
                 reason: "it was rotated already",
