@@ -200,18 +200,14 @@ pub(crate) fn check_landing(
     max_seconds: i64,
     function: &'static str,
 ) {
-    let span = i128::from(deadline.into_inner()) - i128::from(now.into_inner());
-    if span <= 0 {
-        AuthPgError::from(auth_core::InputError::NotPositive { argument }).raise(function);
-    }
-    if span > i128::from(max_seconds) * 1_000_000 {
-        AuthPgError::from(auth_core::InputError::TooLongInterval {
-            argument,
-            setting,
-            max_seconds,
-        })
-        .raise(function);
-    }
+    // Two valid timestamps are less than i64::MAX microseconds apart.
+    let span = deadline.into_inner().saturating_sub(now.into_inner());
+    let landed = IntervalParts {
+        months: 0,
+        days: 0,
+        micros: span,
+    };
+    input::check_lifetime(argument, Some(landed), setting, max_seconds).or_raise(function);
 }
 
 /// Runs a data-modifying statement and returns the first column of its first row, if any.
