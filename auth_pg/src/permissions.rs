@@ -399,43 +399,29 @@ impl<'conn, 'c> Change<'conn, 'c> {
             .collect()
     }
 
-    /// Recomputes the closure rows of `roles` from their parents, after a change to the parents
-    /// of a role they all inherit from (`roles` is its descendants, found before the change).
-    /// A role's ancestors depend only on the parent links above it, so no other row changes:
-    /// the work grows with the part of the hierarchy below the change, not with every role.
-    fn recompute_closure_of(&mut self, roles: Vec<i64>) {
+    /// Recomputes the closure rows of `roles` from their parents, or of every role for `None`
+    /// (after a bulk load). After a change to the parents of a role, `roles` is its
+    /// descendants, found before the change: a role's ancestors depend only on the parent links
+    /// above it, so no other row changes, and the work grows with the part of the hierarchy
+    /// below the change, not with every role.
+    fn recompute_closure(&mut self, roles: Option<Vec<i64>>) {
         let args: [DatumWithOid; 1] = [roles.into()];
         self.run(
-            "DELETE FROM auth_pg.role_closure WHERE role_id OPERATOR(pg_catalog.=) ANY ($1)",
+            "DELETE FROM auth_pg.role_closure \
+             WHERE $1 IS NULL OR role_id OPERATOR(pg_catalog.=) ANY ($1)",
             &args,
         );
         self.run(
             "INSERT INTO auth_pg.role_closure (role_id, ancestor_id) \
              WITH RECURSIVE closure (role_id, ancestor_id) AS ( \
                  SELECT r.role_id, r.role_id FROM auth_pg.roles r \
-                 WHERE r.role_id OPERATOR(pg_catalog.=) ANY ($1) \
+                 WHERE $1 IS NULL OR r.role_id OPERATOR(pg_catalog.=) ANY ($1) \
                  UNION \
                  SELECT closure.role_id, p.parent_id \
                  FROM closure JOIN auth_pg.role_parents p \
                    ON p.role_id OPERATOR(pg_catalog.=) closure.ancestor_id) \
              SELECT role_id, ancestor_id FROM closure",
             &args,
-        );
-    }
-
-    /// Recomputes `auth_pg.role_closure` from the roles and their parents.
-    fn rebuild_closure(&mut self) {
-        self.run("DELETE FROM auth_pg.role_closure", &[]);
-        self.run(
-            "INSERT INTO auth_pg.role_closure (role_id, ancestor_id) \
-             WITH RECURSIVE closure (role_id, ancestor_id) AS ( \
-                 SELECT role_id, role_id FROM auth_pg.roles \
-                 UNION \
-                 SELECT closure.role_id, p.parent_id \
-                 FROM closure JOIN auth_pg.role_parents p \
-                   ON p.role_id OPERATOR(pg_catalog.=) closure.ancestor_id) \
-             SELECT role_id, ancestor_id FROM closure",
-            &[],
         );
     }
 
@@ -632,7 +618,7 @@ fn delete_role(name: Option<&str>, org_id: default!(Option<&str>, "NULL")) -> bo
             "DELETE FROM auth_pg.roles WHERE role_id OPERATOR(pg_catalog.=) $1",
             &args,
         );
-        change.recompute_closure_of(below);
+        change.recompute_closure(Some(below));
         let refreshed = change.refresh(holders);
         change.role_changed(
             "role.delete",
@@ -688,7 +674,7 @@ fn set_parent(
             return false;
         }
         let below = change.descendants(role.id);
-        change.recompute_closure_of(below);
+        change.recompute_closure(Some(below));
         let refreshed = change.refresh_holders(role.id);
         change.role_changed(
             if add {
@@ -803,7 +789,7 @@ fn rebuild_permissions() -> i64 {
     const FUNCTION: &str = "rebuild_permissions";
     change(FUNCTION, |change| {
         change.check_loaded(FUNCTION);
-        change.rebuild_closure();
+        change.recompute_closure(None);
         if change.exists(
             "SELECT EXISTS (SELECT FROM auth_pg.role_parents p \
              JOIN auth_pg.role_closure c ON c.role_id OPERATOR(pg_catalog.=) p.parent_id \
