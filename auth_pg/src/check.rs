@@ -248,7 +248,7 @@ pub(crate) unsafe fn check_batch<C: Checked<N>, const N: usize>(
             MaterializedSet::start(fcinfo),
         )
     };
-    let candidates = match candidates.transpose() {
+    let candidates = match candidates {
         Ok(candidates) => candidates.unwrap_or_default(),
         Err(given) => AuthPgError::BatchTooLarge {
             argument,

@@ -180,11 +180,13 @@ pub(crate) unsafe fn text_array_arg<'call>(
     fcinfo: pg_sys::FunctionCallInfo,
     n: usize,
     limit: usize,
-) -> Option<Result<Vec<Option<&'call [u8]>>, usize>> {
+) -> Result<Option<Vec<Option<&'call [u8]>>>, usize> {
     // SAFETY: as documented; the dimensions follow the array's fixed header (ARR_DIMS), and
     // ArrayGetNItems raises 54000 when their product overflows.
     unsafe {
-        let datum = datum_arg(fcinfo, n)?;
+        let Some(datum) = datum_arg(fcinfo, n) else {
+            return Ok(None);
+        };
         let array = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<pg_sys::ArrayType>();
         let dims = array
             .cast::<u8>()
@@ -192,9 +194,9 @@ pub(crate) unsafe fn text_array_arg<'call>(
             .cast::<i32>();
         let given = usize::try_from(pg_sys::ArrayGetNItems((*array).ndim, dims)).unwrap_or(0);
         if given > limit {
-            return Some(Err(given));
+            return Err(given);
         }
-        Some(Ok(text_array_elements(array)))
+        Ok(Some(text_array_elements(array)))
     }
 }
 
