@@ -468,7 +468,7 @@ fn make_room(user_id: &str, limit: i64, now: TimestampWithTimeZone, function: &'
     } else {
         // READ COMMITTED: a statement after the lock sees every creation that held it before.
         let args: [DatumWithOid; 2] = [user_id.into(), now.into()];
-        write_one(COUNT_IN_FORCE, &args).unwrap_or(0)
+        write_one(COUNT_IN_FORCE.to_str().expect("the query is ASCII"), &args).unwrap_or(0)
     };
     if in_force < limit {
         return;
@@ -508,7 +508,7 @@ fn make_room(user_id: &str, limit: i64, now: TimestampWithTimeZone, function: &'
 }
 
 // $1 user_id, $2 the statement's time.
-const COUNT_IN_FORCE: &str = "SELECT pg_catalog.count(*) FROM auth_pg.sessions \
+const COUNT_IN_FORCE: &std::ffi::CStr = c"SELECT pg_catalog.count(*) FROM auth_pg.sessions \
      WHERE user_id OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL \
        AND idle_expires_at OPERATOR(pg_catalog.>) $2 \
        AND absolute_expires_at OPERATOR(pg_catalog.>) $2";
@@ -519,7 +519,6 @@ const COUNT_IN_FORCE: &str = "SELECT pg_catalog.count(*) FROM auth_pg.sessions \
 /// waited for; this count reads the latest snapshot instead, as PostgreSQL's foreign-key
 /// checks do at those levels.
 fn in_force_now(user_id: &str, now: TimestampWithTimeZone) -> i64 {
-    let query = std::ffi::CString::new(COUNT_IN_FORCE).expect("the query has no NUL byte");
     Spi::connect(|_| {
         // SAFETY: inside an SPI connection: the plan and result belong to it and are freed when
         // it closes; the argument datums live in the current memory context for the call;
@@ -527,7 +526,7 @@ fn in_force_now(user_id: &str, now: TimestampWithTimeZone) -> i64 {
         // row of one int8 column, passed by value.
         unsafe {
             let mut types = [pg_sys::TEXTOID, pg_sys::TIMESTAMPTZOID];
-            let plan = pg_sys::SPI_prepare(query.as_ptr(), 2, types.as_mut_ptr());
+            let plan = pg_sys::SPI_prepare(COUNT_IN_FORCE.as_ptr(), 2, types.as_mut_ptr());
             assert!(!plan.is_null(), "SPI_prepare reports errors as ERRORs");
             let mut values = [
                 user_id.into_datum().expect("text is not NULL"),
