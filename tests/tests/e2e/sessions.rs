@@ -287,19 +287,34 @@ async fn create_sessions(url: &str, n: usize) {
     }
 }
 
-async fn wait_for_count(cluster: &Cluster, db: &str, expected: &str, within: Duration) {
+/// Polls `holds` every `every` until it is true; fails with `failure()` after `within`.
+async fn eventually(
+    within: Duration,
+    every: Duration,
+    mut holds: impl FnMut() -> bool,
+    failure: impl Fn() -> String,
+) {
     let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let count = cluster.psql(db, "SELECT count(*) FROM auth_pg.sessions");
-        if count == expected {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{count} sessions left after {within:?}, expected {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    while !holds() {
+        assert!(tokio::time::Instant::now() < deadline, "{}", failure());
+        tokio::time::sleep(every).await;
     }
+}
+
+async fn wait_for_count(cluster: &Cluster, db: &str, expected: &str, within: Duration) {
+    let count = || cluster.psql(db, "SELECT count(*) FROM auth_pg.sessions");
+    eventually(
+        within,
+        Duration::from_millis(200),
+        || count() == expected,
+        || {
+            format!(
+                "{} sessions left after {within:?}, expected {expected}",
+                count()
+            )
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -345,28 +360,27 @@ async fn the_maintenance_worker_stops_when_asked_in_the_middle_of_a_cleanup() {
     );
     // Wait until the worker has deleted some of the backlog (one batch of 10 000 per
     // transaction), so that it is between or inside its batches, with many to go.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let count = || -> i64 {
         cluster
             .psql("app", "SELECT count(*) FROM auth_pg.sessions")
             .parse()
             .expect("a count")
     };
-    loop {
-        let left = count();
-        if left < BACKLOG {
-            assert!(
-                left > 100_000,
-                "the worker went too fast to be stopped midway: {left}"
-            );
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the worker never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut left = BACKLOG;
+    eventually(
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        || {
+            left = count();
+            left < BACKLOG
+        },
+        || "the worker never started".into(),
+    )
+    .await;
+    assert!(
+        left > 100_000,
+        "the worker went too fast to be stopped midway: {left}"
+    );
     let pid = cluster.psql(
         "app",
         "SELECT pid FROM pg_catalog.pg_stat_activity \
@@ -377,21 +391,28 @@ async fn the_maintenance_worker_stops_when_asked_in_the_middle_of_a_cleanup() {
         "app",
         &format!("SELECT pg_catalog.pg_terminate_backend({pid})"),
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !cluster
-        .psql(
-            "app",
-            &format!("SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE pid = {pid}"),
-        )
-        .eq("0")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the worker ignored the stop request; {} sessions left",
-            count()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            cluster.psql(
+                "app",
+                &format!("SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE pid = {pid}"),
+            ) == "0"
+        },
+        || {
+            format!(
+                "the worker ignored the stop request; {} sessions left",
+                count()
+            )
+        },
+    )
+    .await;
+    // It stopped in the middle of the backlog, not after finishing it.
+    assert!(
+        count() > 0,
+        "the worker deleted the whole backlog before stopping"
+    );
 }
 
 #[tokio::test]
