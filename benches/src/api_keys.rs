@@ -79,7 +79,7 @@ fn document(key: Option<&HashKey>, org: &str, keys: &[String]) -> String {
 }
 
 async fn connect(cluster: &Cluster, db: &str) -> tokio_postgres::Client {
-    crate::connect_to(cluster, roles::SUPERUSER, db).await
+    cluster.connect(roles::SUPERUSER, db).await
 }
 
 /// COPYs organizations (id, documents) into `db`; the trigger builds their lookup rows.

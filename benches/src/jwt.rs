@@ -13,7 +13,7 @@ use auth_core::jwt::{Algorithm, SigningKey, sign, test_keys};
 use auth_pg_e2e::{Cluster, roles};
 
 use crate::load::Workload;
-use crate::{DATABASE, bench_cluster, connect_to, select_one, warmed_client};
+use crate::{DATABASE, bench_cluster, select_one, warmed_client};
 
 /// The HMAC secret of the HS256 key (test material, 64 bytes).
 const HMAC_SECRET: &str = "bench-only-secret-0123456789abcdef0123456789abcdef0123456789abcd";
@@ -88,7 +88,7 @@ impl JwtBench {
     pub async fn setup() -> Self {
         let cluster = bench_cluster();
         cluster.create_database(DATABASE);
-        let db = connect_to(&cluster, roles::SUPERUSER, DATABASE).await;
+        let db = cluster.connect(roles::SUPERUSER, DATABASE).await;
         db.batch_execute("CREATE EXTENSION pgcrypto")
             .await
             .expect("pgcrypto");

@@ -13,7 +13,6 @@ use auth_client::{AuthClient, Config, Credential, CredentialKind};
 use auth_pg_e2e::{Cluster, ClusterOptions, roles};
 use bytes::Bytes;
 use futures_util::SinkExt;
-use tokio_postgres::NoTls;
 
 use crate::load::Workload;
 
@@ -67,18 +66,7 @@ pub fn bench_cluster() -> Cluster {
 }
 
 async fn connect(cluster: &Cluster, role: &str) -> tokio_postgres::Client {
-    connect_to(cluster, role, DATABASE).await
-}
-
-/// A plain connection to `db` as `role`, its connection task spawned.
-pub(crate) async fn connect_to(cluster: &Cluster, role: &str, db: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(&cluster.url(role, db), NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
+    cluster.connect(role, DATABASE).await
 }
 
 impl TokenBench {

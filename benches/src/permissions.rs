@@ -20,7 +20,7 @@ use auth_client::AuthClient;
 use auth_pg_e2e::{Cluster, roles};
 
 use crate::load::Workload;
-use crate::{DATABASE, bench_cluster, connect_to, select_one, warmed_client};
+use crate::{DATABASE, bench_cluster, select_one, warmed_client};
 
 /// The five-way join: a user's permissions in an organization, with `array_agg`.
 pub const PLAIN_JOIN: &str = "SELECT array_agg(DISTINCT p.name ORDER BY p.name) \
@@ -112,7 +112,7 @@ impl PermissionBench {
     pub async fn setup() -> Self {
         let cluster = bench_cluster();
         cluster.create_database(DATABASE);
-        let db = connect_to(&cluster, roles::SUPERUSER, DATABASE).await;
+        let db = cluster.connect(roles::SUPERUSER, DATABASE).await;
         eprintln!("loading 100 000 users, 1 000 organizations, 500 roles...");
         for statement in LOAD {
             db.batch_execute(statement).await.expect(statement);

@@ -11,7 +11,7 @@ use auth_client::{AuthClient, CredentialKind};
 use auth_pg_e2e::{Cluster, roles};
 
 use crate::load::Workload;
-use crate::{DATABASE, bench_cluster, connect_to, copy_in, select_one, warmed_client};
+use crate::{DATABASE, bench_cluster, copy_in, select_one, warmed_client};
 
 /// How many sessions to store: `AUTH_PG_BENCH_SESSIONS`, or 1 000 000.
 pub fn session_count() -> usize {
@@ -58,7 +58,7 @@ impl SessionBench {
         let cluster = bench_cluster();
         cluster.create_database(DATABASE);
         let key = cluster.hash_key();
-        let db = connect_to(&cluster, roles::SUPERUSER, DATABASE).await;
+        let db = cluster.connect(roles::SUPERUSER, DATABASE).await;
         db.batch_execute(
             "CREATE EXTENSION pgcrypto; CREATE EXTENSION pg_prewarm;
              CREATE SCHEMA bench_plain;
