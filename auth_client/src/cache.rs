@@ -668,12 +668,16 @@ mod tests {
         cache
     }
 
-    fn store_token(cache: &Cache, credential: &str, answer: TokenValidation) -> Key {
-        let key = cache.credential_key(CredentialKind::Token, credential);
+    fn store<T: Cached>(cache: &Cache, kind: CredentialKind, credential: &str, answer: T) -> Key {
+        let key = cache.credential_key(kind, credential);
         let ticket = cache.ticket().expect("listening");
         let (answer, expires_at) = answer.to_answer().expect("valid answers are kept");
         cache.store(ticket, key, answer, expires_at);
         key
+    }
+
+    fn store_token(cache: &Cache, credential: &str, answer: TokenValidation) -> Key {
+        store(cache, CredentialKind::Token, credential, answer)
     }
 
     fn served_token(cache: &Cache, key: &Key) -> Option<TokenValidation> {
@@ -764,7 +768,6 @@ mod tests {
         let stored: Vec<Key> = ["acme", "globex"]
             .into_iter()
             .map(|org_id| {
-                let key = cache.credential_key(CredentialKind::ApiKey, org_id);
                 let answer = ApiKeyValidation {
                     status: Status::Valid,
                     org_id: Some(org_id.into()),
@@ -774,9 +777,7 @@ mod tests {
                     expires_at: None,
                     metadata: None,
                 };
-                let (answer, expires_at) = answer.to_answer().expect("valid answers are kept");
-                cache.store(cache.ticket().expect("listening"), key, answer, expires_at);
-                key
+                store(&cache, CredentialKind::ApiKey, org_id, answer)
             })
             .collect();
         assert!(stored.iter().all(|key| cache.get(key).is_some()));
