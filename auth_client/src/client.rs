@@ -156,51 +156,36 @@ impl AuthClient {
         }
         let key = |cache: &Cache| cache.credential_key(kind, credential);
         let fetch = self.fetch_check::<R, T>(sql, credential);
-        match via {
-            Via::CacheOrServer => {
-                self.through_cache(key, fetch, T::from_answer, T::to_answer)
-                    .await
-            }
-            Via::Server => self.through_server(key, fetch, T::to_answer).await,
-        }
+        let read = match via {
+            Via::CacheOrServer => Some(T::from_answer),
+            Via::Server => None,
+        };
+        self.through_cache(key, fetch, read, T::to_answer).await
     }
 
-    /// Answers from the cache what it holds under `key` (read by `read`), else runs `fetch`
+    /// Answers from the cache what it holds under `key` (read by `read`; `None` for a call
+    /// that must reach the server every time, such as a touch, which writes), else runs `fetch`
     /// and stores what `keep` makes of its answer. Without a cache, just runs `fetch`.
     pub(crate) async fn through_cache<T>(
         &self,
         key: impl FnOnce(&Cache) -> Key,
         fetch: impl Future<Output = Result<T, Error>>,
-        read: impl FnOnce(&Answer) -> Option<T>,
+        read: Option<impl FnOnce(&Answer) -> Option<T>>,
         keep: impl FnOnce(&T) -> Option<(Answer, Option<SystemTime>)>,
     ) -> Result<T, Error> {
         let Some(cache) = self.cache.as_deref().filter(|cache| cache.serving()) else {
             return fetch.await;
         };
         let key = key(cache);
-        if let Some(answer) = cache.get(&key).and_then(|entry| read(&entry.answer)) {
+        if let Some(read) = read
+            && let Some(answer) = cache.get(&key).and_then(|entry| read(&entry.answer))
+        {
             // An answer from memory is ready at once: count it against the task's cooperative
             // budget, so that a caller looping on hits still lets other tasks (the cache's own
             // listener among them) run.
             tokio::task::consume_budget().await;
             return Ok(answer);
         }
-        Self::fetch_and_store(cache, key, fetch, keep).await
-    }
-
-    /// Runs `fetch` on the server whatever the cache holds, and stores what `keep` makes of its
-    /// answer under `key`: for a call that must reach the server every time because it writes
-    /// (a touch), and whose answer is also the freshest answer to a check.
-    pub(crate) async fn through_server<T>(
-        &self,
-        key: impl FnOnce(&Cache) -> Key,
-        fetch: impl Future<Output = Result<T, Error>>,
-        keep: impl FnOnce(&T) -> Option<(Answer, Option<SystemTime>)>,
-    ) -> Result<T, Error> {
-        let Some(cache) = self.cache.as_deref().filter(|cache| cache.serving()) else {
-            return fetch.await;
-        };
-        let key = key(cache);
         Self::fetch_and_store(cache, key, fetch, keep).await
     }
 

@@ -37,10 +37,10 @@ impl AuthClient {
         self.through_cache(
             |cache| cache.question_key("has_permission", &[Some(user_id), Some(permission), org]),
             self.two_names_and_org(HAS_PERMISSION, user_id, permission, org),
-            |answer| match answer {
+            Some(|answer: &Answer| match answer {
                 Answer::Allowed { allowed, .. } => Some(*allowed),
                 _ => None,
-            },
+            }),
             |allowed| {
                 let answer = Answer::Allowed {
                     user_id: user_id.to_owned(),
@@ -84,10 +84,10 @@ impl AuthClient {
         self.through_cache(
             |cache| cache.question_key("user_permissions", &[Some(user_id), org]),
             fetch,
-            |answer| match answer {
+            Some(|answer: &Answer| match answer {
                 Answer::Permissions { permissions, .. } => Some(permissions.clone()),
                 _ => None,
-            },
+            }),
             |permissions| {
                 let answer = Answer::Permissions {
                     user_id: user_id.to_owned(),
