@@ -24,6 +24,12 @@ PORT="$(free_port)"
 stop() {
     data_dir_stop "$DIR/data" fast
     as_root pkill -f "[v]algrind.*$DIR" >/dev/null 2>&1 || true
+    # The postmaster's profile is written as valgrind exits, after pg_ctl has returned.
+    for _ in $(seq 1 50); do
+        pgrep -f "[v]algrind.*$DIR" >/dev/null || break
+        sleep 0.2
+    done
+    as_root pkill -KILL -f "[v]algrind.*$DIR" >/dev/null 2>&1 || true
     as_root rm -rf "$DIR"
 }
 trap stop EXIT
@@ -67,6 +73,7 @@ for spec in "SELECT 1|" "SELECT auth_pg.validate_token(\$1)|@$DIR/tokens" \
     for n in 600 2600; do
         pid="$("$DRIVER" "$URL" "$query" ${argument:+"$argument"} "$n")"
         counts[$n]="$(total "$pid")"
+        [ -n "${counts[$n]}" ] || die "no callgrind total for backend $pid ($query)"
     done
     printf '%s | %s | %d\n' "$LABEL" "$query" $(((counts[2600] - counts[600]) / 2000))
 done
