@@ -9,11 +9,13 @@
 //! `tokens_changed` or `sessions_changed`: forget every answer of that kind.
 
 use std::cell::Cell;
+use std::ffi::CStr;
 
 use auth_core::Invalidation;
 use pgrx::prelude::*;
 
 use crate::audit::{self, AuditEvent};
+use crate::error::AuthPgError;
 use crate::fmgr::function_info_v1;
 use crate::notify;
 use crate::storage::{self, Rel};
@@ -79,4 +81,171 @@ pub(crate) fn announce(trigger: &PgTrigger<'_>, invalidation: &Invalidation, act
         subject_id: None,
         detail: serde_json::json!({ "operation": operation }),
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows written by hand: checked before PostgreSQL's constraints
+// ---------------------------------------------------------------------------------------------
+
+/// A CHECK constraint of a table whose rows hold hashes or key material, tested again by
+/// [`check_new_row`] so that a violation is reported without the row.
+struct RowRule {
+    /// The constraint's name in the table's SQL.
+    constraint: &'static str,
+    test: RowTest,
+    /// What the constraint asks, for the error's hint.
+    rule: &'static str,
+}
+
+/// What a [`RowRule`] asks of one or two columns. As in SQL, a NULL passes (NOT NULL is
+/// checked on its own).
+enum RowTest {
+    /// A bytea column holds 32 bytes, a BLAKE3 hash.
+    Blake3(&'static str),
+    /// A text column is not the empty string.
+    NotEmpty(&'static str),
+    /// The first timestamptz column is no later than the second.
+    NotAfter(&'static str, &'static str),
+}
+
+impl RowTest {
+    fn holds(&self, row: &PgHeapTuple<'_, AllocatedByPostgres>) -> bool {
+        match *self {
+            Self::Blake3(column) => row
+                .get_by_name::<&[u8]>(column)
+                .expect("a bytea column")
+                .is_none_or(|hash| hash.len() == 32),
+            Self::NotEmpty(column) => row
+                .get_by_name::<&str>(column)
+                .expect("a text column")
+                .is_none_or(|text| !text.is_empty()),
+            Self::NotAfter(earlier, later) => {
+                let time = |column| {
+                    row.get_by_name::<TimestampWithTimeZone>(column)
+                        .expect("a timestamptz column")
+                        .map(TimestampWithTimeZone::into_inner)
+                };
+                match (time(earlier), time(later)) {
+                    (Some(earlier), Some(later)) => earlier <= later,
+                    _ => true,
+                }
+            }
+        }
+    }
+}
+
+/// The CHECK constraints of each table [`check_new_row`] guards (tokens.sql, sessions.sql,
+/// api_keys.sql), as written there. `auth_pg.jwt_keys`' are checked by its own trigger, with
+/// the errors `add_jwt_key` gives.
+fn row_rules(table: &str) -> &'static [RowRule] {
+    const HASH: &str = "The hash is the 32-byte BLAKE3 hash of the credential";
+    const USER_ID: &str = "user_id is your application's id for the user, never empty";
+    match table {
+        "tokens" => &[
+            RowRule {
+                constraint: "tokens_hash_is_blake3",
+                test: RowTest::Blake3("token_hash"),
+                rule: HASH,
+            },
+            RowRule {
+                constraint: "tokens_user_id_not_empty",
+                test: RowTest::NotEmpty("user_id"),
+                rule: USER_ID,
+            },
+        ],
+        "sessions" => &[
+            RowRule {
+                constraint: "sessions_hash_is_blake3",
+                test: RowTest::Blake3("session_hash"),
+                rule: HASH,
+            },
+            RowRule {
+                constraint: "sessions_user_id_not_empty",
+                test: RowTest::NotEmpty("user_id"),
+                rule: USER_ID,
+            },
+            RowRule {
+                constraint: "sessions_idle_within_absolute",
+                test: RowTest::NotAfter("idle_expires_at", "absolute_expires_at"),
+                rule: "idle_expires_at is never later than absolute_expires_at",
+            },
+        ],
+        "api_key_lookup" => &[RowRule {
+            constraint: "api_key_lookup_hash_is_blake3",
+            test: RowTest::Blake3("key_hash"),
+            rule: HASH,
+        }],
+        "organizations" => &[RowRule {
+            constraint: "organizations_org_id_not_empty",
+            test: RowTest::NotEmpty("org_id"),
+            rule: "org_id is your application's id for the organization, never empty",
+        }],
+        _ => &[],
+    }
+}
+
+/// Refuses the row `trigger` (a BEFORE row trigger on INSERT or UPDATE) is about to write if
+/// it has NULL in a NOT NULL column or breaks a CHECK constraint of its table. PostgreSQL would
+/// refuse it too, a moment later, but with the whole row in the error's DETAIL (and so in the
+/// server log): hashes of credentials, or a JWT key's secret.
+pub(crate) fn check_new_row(trigger: &PgTrigger<'_>, row: &PgHeapTuple<'_, AllocatedByPostgres>) {
+    const FUNCTION: &str = "auth_pg row check";
+    let data = trigger.trigger_data();
+    let tuple = if trigger.event().fired_by_update() {
+        data.tg_newtuple
+    } else {
+        data.tg_trigtuple
+    };
+    // SAFETY: the trigger manager's relation is open and its tuple matches its descriptor.
+    let (table, null_column) = unsafe {
+        let relation = data.tg_relation;
+        let desc = (*relation).rd_att;
+        let table = CStr::from_ptr((*(*relation).rd_rel).relname.data.as_ptr());
+        let null_column = row
+            .attributes()
+            .find(|&(number, attribute)| {
+                attribute.attnotnull
+                    && !attribute.attisdropped
+                    && pg_sys::heap_attisnull(tuple, number.get() as i32, desc)
+            })
+            .map(|(_, attribute)| CStr::from_ptr(attribute.attname.data.as_ptr()));
+        (table.to_string_lossy(), null_column)
+    };
+    if let Some(column) = null_column {
+        AuthPgError::RowNull {
+            table: table.into_owned(),
+            column: column.to_string_lossy().into_owned(),
+        }
+        .raise(FUNCTION);
+    }
+    if let Some(broken) = row_rules(&table).iter().find(|rule| !rule.test.holds(row)) {
+        AuthPgError::RowCheck {
+            table: table.into_owned(),
+            constraint: broken.constraint,
+            rule: broken.rule,
+        }
+        .raise(FUNCTION);
+    }
+}
+
+function_info_v1!(pg_finfo_auth_pg_check_row);
+
+/// The BEFORE row trigger on `auth_pg.tokens`, `auth_pg.sessions`, `auth_pg.organizations` and
+/// `auth_pg.api_key_lookup`: see [`check_new_row`].
+///
+/// # Safety
+///
+/// Called by the trigger manager only.
+#[unsafe(no_mangle)]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn auth_pg_check_row(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    // SAFETY: the trigger manager passes a TriggerData in fcinfo->context.
+    let trigger = unsafe { PgTrigger::from_fcinfo(fcinfo.as_ref().expect("fcinfo")) }
+        .expect("called as a trigger");
+    let row = trigger.new().expect("a row trigger on INSERT or UPDATE");
+    check_new_row(&trigger, &row);
+    row.into_trigger_datum()
+        .expect("a trigger tuple is never NULL")
 }

@@ -139,7 +139,24 @@ pub(crate) enum AuthPgError {
     /// The signed token would be longer than any verification accepts.
     #[error("the signed token would be longer than auth_pg.jwt_max_token_bytes ({limit} bytes)")]
     JwtTooLong { limit: usize },
+    /// A row written by hand has NULL in a NOT NULL column (PostgreSQL's own message, without
+    /// the row PostgreSQL would print after it).
+    #[error(
+        "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"
+    )]
+    RowNull { table: String, column: String },
+    /// A row written by hand breaks a CHECK constraint (PostgreSQL's own message, without the
+    /// row); `rule` says what the constraint asks in words.
+    #[error("new row for relation \"{table}\" violates check constraint \"{constraint}\"")]
+    RowCheck {
+        table: String,
+        constraint: &'static str,
+        rule: &'static str,
+    },
 }
+
+/// Why a refused row is not printed, as PostgreSQL would print it.
+const ROW_NOT_SHOWN: &str = "The row is not shown: it holds hashes or key material.";
 
 impl AuthPgError {
     fn sqlstate(&self) -> PgSqlErrorCode {
@@ -184,6 +201,8 @@ impl AuthPgError {
             Self::UnknownJwtKey => ERRCODE_UNDEFINED_OBJECT,
             Self::JwtKeyExists | Self::JwksKidConflict { .. } => ERRCODE_DUPLICATE_OBJECT,
             Self::JwtTooLong { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            Self::RowNull { .. } => ERRCODE_NOT_NULL_VIOLATION,
+            Self::RowCheck { .. } => ERRCODE_CHECK_VIOLATION,
         }
     }
 
@@ -316,6 +335,11 @@ impl AuthPgError {
             Self::JwtTooLong { .. } => {
                 "Sign fewer or shorter claims: ids rather than documents.".into()
             }
+            Self::RowNull { .. } => format!(
+                "auth_pg's functions write complete rows; prefer them to editing the table by \
+                 hand. {ROW_NOT_SHOWN}"
+            ),
+            Self::RowCheck { rule, .. } => format!("{rule}. {ROW_NOT_SHOWN}"),
         };
         Some(hint)
     }

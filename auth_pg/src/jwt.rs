@@ -584,8 +584,9 @@ fn jwt_sign(claims: Option<Jsonb>, kid: Option<&str>) -> String {
 
 function_info_v1!(pg_finfo_auth_pg_check_jwt_key);
 
-/// The row trigger on `auth_pg.jwt_keys` (jwt.sql): refuses a row written by hand whose key
-/// does not parse for its algorithm, as `add_jwt_key` would.
+/// The row trigger on `auth_pg.jwt_keys` (jwt.sql): refuses a row with NULL in a NOT NULL
+/// column without printing it (see [`edits::check_new_row`]), and a row written by hand whose
+/// key does not parse for its algorithm, as `add_jwt_key` would.
 ///
 /// # Safety
 ///
@@ -600,6 +601,7 @@ pub unsafe extern "C-unwind" fn auth_pg_check_jwt_key(
     let trigger = unsafe { PgTrigger::from_fcinfo(fcinfo.as_ref().expect("fcinfo")) }
         .expect("called as a trigger");
     let row = trigger.new().expect("a row trigger on INSERT or UPDATE");
+    edits::check_new_row(&trigger, &row);
     if WRITING.get() == 0 {
         let text = |name: &str| row.get_by_name::<String>(name).ok().flatten();
         check_kid(text("kid").as_deref(), FUNCTION);

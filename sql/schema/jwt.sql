@@ -85,14 +85,17 @@ CREATE FUNCTION auth_pg.uid() RETURNS text
 COMMENT ON FUNCTION auth_pg.uid() IS
     'The sub claim of the token auth_pg.authenticate verified in this transaction, or NULL.';
 
--- Checks a key written by anything but auth_pg's functions (which check it first), so that the
--- table holds only keys that parse for their algorithm.
+-- Refuses a row with NULL in a NOT NULL column without printing it (see tokens.sql), and checks
+-- a key written by anything but auth_pg's functions (which check it first), so that the table
+-- holds only keys that parse for their algorithm, with the errors add_jwt_key gives for the
+-- CHECK constraints above. Fires under session_replication_role = replica too.
 CREATE FUNCTION auth_pg.check_jwt_key() RETURNS trigger
     VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_check_jwt_key';
 CREATE TRIGGER jwt_keys_check
-    BEFORE INSERT OR UPDATE OF kid, algorithm, key, not_before, not_after ON auth_pg.jwt_keys
+    BEFORE INSERT OR UPDATE ON auth_pg.jwt_keys
     FOR EACH ROW EXECUTE FUNCTION auth_pg.check_jwt_key();
+ALTER TABLE auth_pg.jwt_keys ENABLE ALWAYS TRIGGER jwt_keys_check;
 
 -- Tells every backend's key cache that the table changed (once per statement, TRUNCATE
 -- included), and, for changes made by hand, announces and audits them.

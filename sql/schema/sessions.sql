@@ -35,6 +35,12 @@ COMMENT ON COLUMN auth_pg.sessions.session_hash IS
 COMMENT ON COLUMN auth_pg.sessions.idle_expires_at IS
     'The sliding deadline: last_activity_at + idle_timeout, never past absolute_expires_at';
 
+-- Refuses a bad row without printing it (see tokens.sql).
+CREATE TRIGGER sessions_check_row
+    BEFORE INSERT OR UPDATE ON auth_pg.sessions
+    FOR EACH ROW EXECUTE FUNCTION auth_pg.check_row();
+ALTER TABLE auth_pg.sessions ENABLE ALWAYS TRIGGER sessions_check_row;
+
 -- Announces a change made by hand (see tokens.sql): caches forget every session. auth_pg's
 -- own writes (touches included) do not fire it.
 CREATE TRIGGER sessions_edited

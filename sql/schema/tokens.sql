@@ -23,6 +23,19 @@ COMMENT ON TABLE auth_pg.tokens IS 'Opaque bearer tokens; the token itself is ne
 COMMENT ON COLUMN auth_pg.tokens.token_hash IS
     'BLAKE3 of the token, keyed with the key in auth_pg.hash_key_file when one is set';
 
+-- Refuses a row with NULL in a NOT NULL column or breaking a CHECK constraint before
+-- PostgreSQL's own constraints do: their errors print the whole row in DETAIL, and so in the
+-- server log, hashes included. The same rules, reported with the column or constraint only
+-- (auth_pg/src/edits.rs). The constraints stay, as the schema's statement of the rules. The
+-- trigger fires under session_replication_role = replica too (ENABLE ALWAYS).
+-- A C function that resolves no names, so without a SET clause (which would cost every write).
+CREATE FUNCTION auth_pg.check_row() RETURNS trigger
+    VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'auth_pg_check_row';
+CREATE TRIGGER tokens_check_row
+    BEFORE INSERT OR UPDATE ON auth_pg.tokens
+    FOR EACH ROW EXECUTE FUNCTION auth_pg.check_row();
+ALTER TABLE auth_pg.tokens ENABLE ALWAYS TRIGGER tokens_check_row;
+
 -- Announces a change made by hand (not through auth_pg's functions, which announce each of
 -- theirs): caches forget every token.
 CREATE FUNCTION auth_pg.credentials_edited() RETURNS trigger

@@ -342,9 +342,9 @@ mod tests {
         .expect("a hash");
         for (edit, expected) in [
             ("api_keys = api_keys->0", ERRCODE_INVALID_PARAMETER_VALUE),
-            ("org_id = ''", ERRCODE_INVALID_PARAMETER_VALUE),
+            ("org_id = ''", ERRCODE_CHECK_VIOLATION),
             ("name = NULL", ERRCODE_NOT_NULL_VIOLATION),
-            ("api_keys = NULL", ERRCODE_INVALID_PARAMETER_VALUE),
+            ("api_keys = NULL", ERRCODE_NOT_NULL_VIOLATION),
         ] {
             let error =
                 error_of(&format!("UPDATE auth_pg.organizations SET {edit}")).expect("refused");

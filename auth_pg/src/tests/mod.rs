@@ -9,6 +9,7 @@ mod jsonb;
 mod jwt;
 mod packed;
 mod permissions;
+mod rows;
 mod sessions;
 mod tokens;
 
