@@ -209,6 +209,17 @@ impl Answer {
     }
 }
 
+/// The credential, the first argument: `None` for NULL and for a value longer than any
+/// credential, both `malformed`, read without detoasting a long one.
+///
+/// # Safety
+///
+/// `fcinfo` must be a live call whose first argument is of type `text`.
+pub(crate) unsafe fn candidate_arg<'call>(fcinfo: pg_sys::FunctionCallInfo) -> Option<&'call [u8]> {
+    // SAFETY: as documented.
+    unsafe { fmgr::short_text_arg(fcinfo, 0, auth_core::credential::CREDENTIAL_LEN) }
+}
+
 /// The body of a single check: `f(credential text) RETURNS <answer type>`, or `RETURNS bytea`
 /// for the packed form.
 ///
@@ -221,8 +232,7 @@ pub(crate) unsafe fn check_single<C: Checked<N>, const N: usize>(
     form: Form,
 ) -> Datum {
     // SAFETY: as documented.
-    let (candidate, answer) =
-        unsafe { (fmgr::text_arg(fcinfo, 0), Answer::of::<C, N>(fcinfo, form)) };
+    let (candidate, answer) = unsafe { (candidate_arg(fcinfo), Answer::of::<C, N>(fcinfo, form)) };
     let mut lookup = KeyLookup::new(C::TABLE, C::INDEX, C::HASH_COLUMN);
     check_one::<C, N, _>(&mut lookup, candidate, statement_time(), |values, nulls| {
         answer.form(values, nulls)

@@ -44,6 +44,38 @@ pub(crate) unsafe fn text_arg<'call>(
     }
 }
 
+/// Argument `n` as the bytes of a `text` value, or `None` for NULL or for a value longer than
+/// `limit` bytes. A `text` argument may be up to 1 GB, stored out of line or compressed (a
+/// column's value, say): one that long is refused by the size in its header, before anything
+/// is fetched or decompressed. For arguments whose every valid value is short (credentials,
+/// JWTs), where NULL and too long get the same answer.
+///
+/// # Safety
+///
+/// As [`text_arg`].
+pub(crate) unsafe fn short_text_arg<'call>(
+    fcinfo: pg_sys::FunctionCallInfo,
+    n: usize,
+    limit: usize,
+) -> Option<&'call [u8]> {
+    use pgrx::varlena::{varatt_is_1b_e, varatt_is_4b_c};
+    // SAFETY: the caller guarantees `fcinfo` has at least n + 1 arguments, of type text.
+    unsafe {
+        let arg = &*(*fcinfo).args.as_ptr().add(n);
+        if arg.isnull {
+            return None;
+        }
+        let value = arg.value.cast_mut_ptr::<pg_sys::varlena>();
+        if (varatt_is_1b_e(value) || varatt_is_4b_c(value))
+            && pg_sys::toast_raw_datum_size(arg.value) > limit + pg_sys::VARHDRSZ
+        {
+            return None;
+        }
+        let text = pg_sys::pg_detoast_datum_packed(value);
+        Some(pgrx::varlena::varlena_to_byte_slice(text)).filter(|bytes| bytes.len() <= limit)
+    }
+}
+
 /// Argument `n` as a raw datum, or `None` for NULL.
 ///
 /// # Safety

@@ -71,8 +71,19 @@ pub unsafe extern "C-unwind" fn auth_pg_jwt_verify(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
     // SAFETY: fmgr calls this as declared in jwt.sql.
-    let (token, result) = unsafe { (fmgr::text_arg(fcinfo, 0), CompositeResult::of(fcinfo)) };
+    let (token, result) = unsafe { (token_arg(fcinfo), CompositeResult::of(fcinfo)) };
     answer(&result, &keys::verify(token))
+}
+
+/// The token, the first argument: `None` for NULL and for one longer than
+/// `auth_pg.jwt_max_token_bytes`, both `malformed`, read without detoasting a long one.
+///
+/// # Safety
+///
+/// `fcinfo` must be a live call whose first argument is of type `text`.
+unsafe fn token_arg<'call>(fcinfo: pg_sys::FunctionCallInfo) -> Option<&'call [u8]> {
+    // SAFETY: as documented.
+    unsafe { fmgr::short_text_arg(fcinfo, 0, crate::gucs::jwt_policy().max_token_bytes) }
 }
 
 /// A text argument that must not be NULL, as UTF-8.
@@ -134,7 +145,7 @@ pub unsafe extern "C-unwind" fn auth_pg_jwt_verify_with_key(
     // SAFETY: fmgr calls this with five text arguments, as declared.
     let (token, key, algorithm, issuer, audience, result) = unsafe {
         (
-            fmgr::text_arg(fcinfo, 0),
+            token_arg(fcinfo),
             fmgr::text_arg(fcinfo, 1),
             fmgr::text_arg(fcinfo, 2),
             fmgr::text_arg(fcinfo, 3),
@@ -192,7 +203,7 @@ pub unsafe extern "C-unwind" fn auth_pg_authenticate(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
     // SAFETY: fmgr calls this with one text argument, as declared.
-    let token = unsafe { fmgr::text_arg(fcinfo, 0) };
+    let token = unsafe { token_arg(fcinfo) };
     let verified = keys::verify(token);
     let request_claims = verified
         .claims

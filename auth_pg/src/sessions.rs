@@ -16,7 +16,7 @@ use pgrx::{IntoDatum, Spi};
 use crate::audit::{self, AuditEvent};
 use crate::check::{self, Answer, Checked, Form, Status, statement_time};
 use crate::error::{AuthPgError, OrRaise};
-use crate::fmgr::{self, function_info_v1};
+use crate::fmgr::function_info_v1;
 use crate::gucs::{self, SessionLimitAction};
 use crate::jsonb::Jsonb;
 use crate::packed::Field;
@@ -171,7 +171,7 @@ unsafe fn touch(fcinfo: pg_sys::FunctionCallInfo, form: Form) -> pg_sys::Datum {
     // SAFETY: as documented.
     let (candidate, result) = unsafe {
         (
-            fmgr::text_arg(fcinfo, 0),
+            check::candidate_arg(fcinfo),
             Answer::of::<Sessions, 5>(fcinfo, form),
         )
     };

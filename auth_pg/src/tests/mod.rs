@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 use pgrx::{PgSqlErrorCode, Spi};
 
 mod api_keys;
+mod arguments;
 mod jsonb;
 mod jwt;
 mod packed;
