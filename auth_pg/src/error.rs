@@ -365,7 +365,8 @@ fn jwt_key_hint(err: &KeyError) -> Option<String> {
             "Keys are at most 16 KiB: a 4096-bit RSA private key is 3.3 KiB."
         }
         KeyError::PemAsHmacSecret { .. } => {
-            "Use RS256, PS256, ES256 or EdDSA with a PEM key, or pass a random secret for HS256."
+            "Use RS256, PS256, ES256 or EdDSA with the key as a PEM, or pass a random secret \
+             for HS256."
         }
         KeyError::SecretTooShort { .. } => {
             "Generate a random secret, for instance with `openssl rand -base64 48`."

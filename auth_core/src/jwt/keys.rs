@@ -51,11 +51,12 @@ pub enum KeyError {
         /// The limit, in bytes.
         limit: usize,
     },
-    /// A PEM was given for an HMAC algorithm. A public key used as an HMAC secret would let
-    /// anyone who has the public key sign tokens.
+    /// A key (a PEM, the base64 of a DER key, an OpenSSH public key line) was given for an
+    /// HMAC algorithm. A public key used as an HMAC secret would let anyone who has the public
+    /// key sign tokens.
     #[error(
-        "{algorithm} needs a shared secret, not a PEM key: a public key used as an HMAC secret \
-         would let anyone who has it sign tokens"
+        "{algorithm} needs a shared secret, not a key (PEM, base64 DER or OpenSSH): a public key \
+         used as an HMAC secret would let anyone who has it sign tokens"
     )]
     PemAsHmacSecret {
         /// The algorithm asked for.
@@ -300,7 +301,9 @@ impl ParsedKey {
     /// The text is read as a JWK when it starts with `{` (after white space), as a PEM when it
     /// starts with `-----BEGIN`, and otherwise as a shared secret: its bytes exactly as given,
     /// white space included, at least as long as the hash (32, 48 or 64 bytes). A shared secret
-    /// that contains `-----BEGIN` anywhere is refused, so that a PEM is never an HMAC secret.
+    /// that contains `-----BEGIN` anywhere, is the base64 of a DER key (a PEM without its armor
+    /// lines) or an OpenSSH public key line is refused, so that a public key is never an HMAC
+    /// secret.
     ///
     /// Refused: a PEM or a non-`oct` JWK for HS*, a shared secret or an `oct` JWK for the
     /// others, a key of another type or curve than the algorithm's, a JWK whose `alg` is another
@@ -322,7 +325,7 @@ impl ParsedKey {
         }
         let mentions_pem = text.contains("-----BEGIN");
         if algorithm.is_symmetric() {
-            if mentions_pem {
+            if mentions_pem || is_encoded_key(trimmed) {
                 return Err(KeyError::PemAsHmacSecret { algorithm });
             }
             return parse_secret(algorithm, text.as_bytes(), KeyForm::Secret);
@@ -467,6 +470,62 @@ fn parse_pem(algorithm: Algorithm, text: &str) -> Result<ParsedKey, KeyError> {
         parse_private_pem(algorithm, text.as_bytes())
     } else {
         parse_public_pem(algorithm, text.as_bytes())
+    }
+}
+
+/// Whether `text` is a key in an encoding other than PEM or JWK: an OpenSSH public key line
+/// (`ssh-ed25519 AAAA... comment`), or the base64 of a DER key, which is what a PEM holds
+/// between its armor lines (SubjectPublicKeyInfo, PKCS#8, PKCS#1: a SEQUENCE whose length is
+/// exactly the rest and whose first element is a SEQUENCE or an INTEGER). A random base64
+/// secret passes for DER about once in ten million.
+fn is_encoded_key(text: &str) -> bool {
+    const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let mut words = text.split_ascii_whitespace();
+    if let (Some(kind), Some(body)) = (words.next(), words.next())
+        && ["ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-"]
+            .iter()
+            .any(|prefix| kind.starts_with(prefix))
+        // The base64 of the key's length-prefixed type name.
+        && body.starts_with("AAAA")
+    {
+        return true;
+    }
+    let joined: String = text.split_ascii_whitespace().collect();
+    BASE64.decode(joined).is_ok_and(|der| is_der_key(&der))
+}
+
+/// See [`is_encoded_key`].
+fn is_der_key(der: &[u8]) -> bool {
+    /// A DER element: its tag, its contents and what follows it.
+    fn element(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = bytes.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (length, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let octets = usize::from(first & 0x7f);
+            if octets == 0 || octets > 3 || rest.len() < octets {
+                return None;
+            }
+            let (length, rest) = rest.split_at(octets);
+            let length = length
+                .iter()
+                .fold(0, |length, &octet| length << 8 | usize::from(octet));
+            (length, rest)
+        };
+        (rest.len() >= length).then(|| (tag, &rest[..length], &rest[length..]))
+    }
+    const SEQUENCE: u8 = 0x30;
+    const INTEGER: u8 = 0x02;
+    match element(der) {
+        Some((SEQUENCE, contents, [])) => {
+            matches!(element(contents), Some((SEQUENCE | INTEGER, _, _)))
+        }
+        _ => false,
     }
 }
 
@@ -898,6 +957,52 @@ mod tests {
                 algorithm: Algorithm::HS256
             }
         );
+    }
+
+    #[test]
+    fn a_key_in_another_encoding_is_never_an_hmac_secret() {
+        use base64::engine::general_purpose::STANDARD;
+        let hs = Algorithm::HS256;
+        // A PEM's body without its armor lines: the base64 of a DER key, on one line or many.
+        for pem in [
+            RSA_PUBLIC,
+            RSA_PRIVATE,
+            P256_PUBLIC,
+            ED25519_PUBLIC,
+            RSA_PUBLIC_PKCS1,
+        ] {
+            let lines: Vec<&str> = pem
+                .lines()
+                .filter(|line| !line.starts_with("-----"))
+                .collect();
+            for body in [lines.join("\n"), lines.concat()] {
+                let err = parse_err(hs, &body);
+                assert_eq!(err, KeyError::PemAsHmacSecret { algorithm: hs }, "{body}");
+                assert_not_quoted(&err, &body);
+            }
+        }
+        // An OpenSSH public key line: type name and key, each with a 4-byte length.
+        let mut blob = Vec::new();
+        for part in [&b"ssh-ed25519"[..], &[7; 32]] {
+            blob.extend_from_slice(&u32::try_from(part.len()).expect("short").to_be_bytes());
+            blob.extend_from_slice(part);
+        }
+        let line = format!("ssh-ed25519 {} someone@example.com", STANDARD.encode(&blob));
+        assert_eq!(
+            parse_err(hs, &line),
+            KeyError::PemAsHmacSecret { algorithm: hs }
+        );
+        // Random secrets, as `openssl rand -base64 48` makes them, and text secrets pass.
+        for seed in 0_u32..2000 {
+            let bytes = blake3::hash(&seed.to_le_bytes());
+            let secret =
+                STANDARD.encode([bytes.as_bytes().as_slice(), &bytes.as_bytes()[..16]].concat());
+            assert!(
+                ParsedKey::parse(Algorithm::HS256, &secret).is_ok(),
+                "{secret}"
+            );
+        }
+        assert!(ParsedKey::parse(hs, "ssh-keys are not the secret of this long sentence").is_ok());
     }
 
     #[test]
