@@ -33,15 +33,8 @@ pub(crate) unsafe fn text_arg<'call>(
     fcinfo: pg_sys::FunctionCallInfo,
     n: usize,
 ) -> Option<&'call [u8]> {
-    // SAFETY: the caller guarantees `fcinfo` has at least n + 1 arguments.
-    unsafe {
-        let arg = &*(*fcinfo).args.as_ptr().add(n);
-        if arg.isnull {
-            return None;
-        }
-        let text = pg_sys::pg_detoast_datum_packed(arg.value.cast_mut_ptr());
-        Some(pgrx::varlena::varlena_to_byte_slice(text))
-    }
+    // SAFETY: as documented; no text is longer than usize::MAX bytes.
+    unsafe { short_text_arg(fcinfo, n, usize::MAX) }
 }
 
 /// Argument `n` as the bytes of a `text` value, or `None` for NULL or for a value longer than
@@ -67,7 +60,7 @@ pub(crate) unsafe fn short_text_arg<'call>(
         }
         let value = arg.value.cast_mut_ptr::<pg_sys::varlena>();
         if (varatt_is_1b_e(value) || varatt_is_4b_c(value))
-            && pg_sys::toast_raw_datum_size(arg.value) > limit + pg_sys::VARHDRSZ
+            && pg_sys::toast_raw_datum_size(arg.value) > limit.saturating_add(pg_sys::VARHDRSZ)
         {
             return None;
         }

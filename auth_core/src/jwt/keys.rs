@@ -934,15 +934,18 @@ mod tests {
         assert!(ParsedKey::parse(Algorithm::HS256, &format!("{} ", "s".repeat(31))).is_ok());
     }
 
+    /// Public and private keys of each type, as PEMs.
+    const PEMS: [&str; 5] = [
+        RSA_PUBLIC,
+        RSA_PRIVATE,
+        P256_PUBLIC,
+        ED25519_PUBLIC,
+        RSA_PUBLIC_PKCS1,
+    ];
+
     #[test]
     fn a_pem_is_never_an_hmac_secret() {
-        for pem in [
-            RSA_PUBLIC,
-            RSA_PRIVATE,
-            P256_PUBLIC,
-            ED25519_PUBLIC,
-            RSA_PUBLIC_PKCS1,
-        ] {
+        for pem in PEMS {
             for algorithm in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
                 let err = parse_err(algorithm, pem);
                 assert_eq!(err, KeyError::PemAsHmacSecret { algorithm });
@@ -964,13 +967,7 @@ mod tests {
         use base64::engine::general_purpose::STANDARD;
         let hs = Algorithm::HS256;
         // A PEM's body without its armor lines: the base64 of a DER key, on one line or many.
-        for pem in [
-            RSA_PUBLIC,
-            RSA_PRIVATE,
-            P256_PUBLIC,
-            ED25519_PUBLIC,
-            RSA_PUBLIC_PKCS1,
-        ] {
+        for pem in PEMS {
             let lines: Vec<&str> = pem
                 .lines()
                 .filter(|line| !line.starts_with("-----"))
