@@ -473,29 +473,37 @@ fn parse_pem(algorithm: Algorithm, text: &str) -> Result<ParsedKey, KeyError> {
     }
 }
 
-/// Whether `text` is a key in an encoding other than PEM or JWK: an OpenSSH public key line
-/// (`ssh-ed25519 AAAA... comment`), or the base64 of a DER key, which is what a PEM holds
-/// between its armor lines (SubjectPublicKeyInfo, PKCS#8, PKCS#1: a SEQUENCE whose length is
-/// exactly the rest and whose first element is a SEQUENCE or an INTEGER). A random base64
-/// secret passes for DER about once in ten million.
+/// Whether `text` is a key in an encoding other than PEM or JWK: an OpenSSH public key
+/// (`ssh-ed25519 AAAA... comment`, also after `authorized_keys` options, or in RFC 4716's
+/// `---- BEGIN SSH2 PUBLIC KEY ----` form), or the base64 (or base64url) of a DER key, which is
+/// what a PEM holds between its armor lines (SubjectPublicKeyInfo, PKCS#8, PKCS#1: a SEQUENCE
+/// whose length is exactly the rest and whose first element is a SEQUENCE or an INTEGER). A
+/// random base64 secret passes for DER less than once in ten million.
 fn is_encoded_key(text: &str) -> bool {
-    const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new()
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-    );
-    let mut words = text.split_ascii_whitespace();
-    if let (Some(kind), Some(body)) = (words.next(), words.next())
-        && ["ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-"]
-            .iter()
-            .any(|prefix| kind.starts_with(prefix))
-        // The base64 of the key's length-prefixed type name.
-        && body.starts_with("AAAA")
-    {
+    use base64::alphabet::{STANDARD, URL_SAFE};
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const CONFIG: GeneralPurposeConfig =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    const ENGINES: [GeneralPurpose; 2] = [
+        GeneralPurpose::new(&STANDARD, CONFIG),
+        GeneralPurpose::new(&URL_SAFE, CONFIG),
+    ];
+    if text.contains("---- BEGIN SSH2 PUBLIC KEY ----") {
         return true;
     }
-    let joined: String = text.split_ascii_whitespace().collect();
-    BASE64.decode(joined).is_ok_and(|der| is_der_key(&der))
+    let words: Vec<&str> = text.split_ascii_whitespace().collect();
+    let openssh = words.windows(2).any(|pair| {
+        ["ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-"]
+            .iter()
+            .any(|prefix| pair[0].starts_with(prefix))
+            // The base64 of the key's length-prefixed type name.
+            && pair[1].starts_with("AAAA")
+    });
+    let joined = words.concat();
+    openssh
+        || ENGINES
+            .iter()
+            .any(|engine| engine.decode(&joined).is_ok_and(|der| is_der_key(&der)))
 }
 
 /// See [`is_encoded_key`].
@@ -984,9 +992,34 @@ mod tests {
             blob.extend_from_slice(&u32::try_from(part.len()).expect("short").to_be_bytes());
             blob.extend_from_slice(part);
         }
-        let line = format!("ssh-ed25519 {} someone@example.com", STANDARD.encode(&blob));
+        let body = STANDARD.encode(&blob);
+        for line in [
+            format!("ssh-ed25519 {body} someone@example.com"),
+            format!("no-pty,from=\"10.0.0.1\" ssh-ed25519 {body}"),
+            format!(
+                "---- BEGIN SSH2 PUBLIC KEY ----\nComment: \"someone\"\n{body}\n\
+                 ---- END SSH2 PUBLIC KEY ----"
+            ),
+        ] {
+            assert_eq!(
+                parse_err(hs, &line),
+                KeyError::PemAsHmacSecret { algorithm: hs },
+                "{line}"
+            );
+        }
+        // base64url, as a JWK's members are written.
+        let spki: String = RSA_PUBLIC
+            .lines()
+            .filter(|line| !line.starts_with("-----"))
+            .collect();
+        let der = STANDARD.decode(&spki).expect("base64");
+        let url_safe = URL_SAFE_NO_PAD.encode(&der);
+        assert!(
+            url_safe.contains(['-', '_']),
+            "not read as standard base64 too"
+        );
         assert_eq!(
-            parse_err(hs, &line),
+            parse_err(hs, &url_safe),
             KeyError::PemAsHmacSecret { algorithm: hs }
         );
         // Random secrets, as `openssl rand -base64 48` makes them, and text secrets pass.
