@@ -189,6 +189,29 @@ fn row_rules(table: &str) -> &'static [RowRule] {
 /// refuse it too, a moment later, but with the whole row in the error's DETAIL (and so in the
 /// server log): hashes of credentials, or a JWT key's secret.
 pub(crate) fn check_new_row(trigger: &PgTrigger<'_>, row: &PgHeapTuple<'_, AllocatedByPostgres>) {
+    without_error_context(|| check_row_rules(trigger, row));
+}
+
+/// Runs `check` with no error context callbacks, so that an error it raises carries no CONTEXT
+/// line: during a COPY (a restore, a bulk load), PostgreSQL's callback would quote the input
+/// line, hashes or a JWT secret included. The callbacks are back when `check` returns; when it
+/// raises, PostgreSQL's error recovery puts them back (deliberately no drop guard: it would
+/// restore them before the error is reported).
+pub(crate) fn without_error_context<R>(check: impl FnOnce() -> R) -> R {
+    // SAFETY: error_context_stack is the backend's own list head; clearing it for a moment only
+    // keeps callbacks from running, and it is restored below or by error recovery.
+    let saved = unsafe {
+        let saved = pg_sys::error_context_stack;
+        pg_sys::error_context_stack = std::ptr::null_mut();
+        saved
+    };
+    let result = check();
+    // SAFETY: as above.
+    unsafe { pg_sys::error_context_stack = saved };
+    result
+}
+
+fn check_row_rules(trigger: &PgTrigger<'_>, row: &PgHeapTuple<'_, AllocatedByPostgres>) {
     const FUNCTION: &str = "auth_pg row check";
     let data = trigger.trigger_data();
     let tuple = if trigger.event().fired_by_update() {

@@ -31,6 +31,11 @@ pub(crate) struct RaisedError {
 
 /// The ERROR `sql` raises, or None when it succeeds; see [`sqlstate_of`].
 pub(crate) fn error_of(sql: &str) -> Option<RaisedError> {
+    error_in(|| Spi::run(sql).expect("SPI"))
+}
+
+/// The ERROR `work` raises, or None when it returns; run as [`sqlstate_of`] runs SQL.
+pub(crate) fn error_in(work: impl FnOnce() + std::panic::UnwindSafe) -> Option<RaisedError> {
     // SAFETY: the standard pattern for catching an error in C: a subtransaction begun here is
     // either released or rolled back below, and the memory context and resource owner saved
     // before it are restored after either.
@@ -43,7 +48,7 @@ pub(crate) fn error_of(sql: &str) -> Option<RaisedError> {
             pg_sys::CurrentResourceOwner = owner;
         };
         PgTryBuilder::new(|| {
-            Spi::run(sql).expect("SPI");
+            work();
             pg_sys::ReleaseCurrentSubTransaction();
             restore();
             None

@@ -217,6 +217,36 @@ mod tests {
     }
 
     #[pg_test]
+    fn every_row_check_fires_always() {
+        // ENABLE ALWAYS: under session_replication_role = replica (logical replication's
+        // apply) too.
+        let triggers = Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT tgrelid::regclass::text || '.' || tgname::text || ' ' || tgenabled::text \
+                     FROM pg_trigger \
+                     WHERE tgfoid IN ('auth_pg.check_row'::regproc, 'auth_pg.check_jwt_key'::regproc) \
+                     ORDER BY 1",
+                    None,
+                    &[],
+                )?
+                .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .expect("catalog");
+        assert_eq!(
+            triggers,
+            [
+                "auth_pg.api_key_lookup.api_key_lookup_check_row A",
+                "auth_pg.jwt_keys.jwt_keys_check A",
+                "auth_pg.organizations.organizations_check_row A",
+                "auth_pg.sessions.sessions_check_row A",
+                "auth_pg.tokens.tokens_check_row A",
+            ]
+        );
+    }
+
+    #[pg_test]
     fn an_inserted_row_and_a_replica_apply_are_checked_too() {
         let fixtures = fixtures();
         let secret = &fixtures[0].2;

@@ -2,7 +2,8 @@
 //! whatever the function, the answer is a result or an ERROR with a specific SQLSTATE, never
 //! XX000, never a crash, never a hang, and never a message that echoes a huge argument or a
 //! credential. The functions are read from the catalog, so a new one is swept without being
-//! listed here. And a database whose encoding auth_pg cannot read is refused at the start.
+//! listed here. A bad row loaded with COPY is refused without its line being quoted. And a
+//! database whose encoding auth_pg cannot read is refused at the start.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -321,4 +322,59 @@ fn json_numbers_keep_every_digit() {
              '{\"n\": 123456789012345678901234567890, \"exp\": 4102444800}', 'k'))).claims->'n'",
     );
     assert_eq!(claim, "123456789012345678901234567890");
+}
+
+/// A bulk load (a restore, `\copy`) of a bad row into a table of hashes or keys is refused
+/// without the row or its input line in the error (PostgreSQL quotes the line being loaded in
+/// a CONTEXT line, and the row in DETAIL) or in the server log.
+#[tokio::test]
+async fn a_bad_row_in_a_copy_is_refused_without_quoting_it() {
+    let db = TestDb::new("copy_quoting");
+    let client = db.connect(roles::SUPERUSER).await;
+    let secret = "copy-secret-that-no-error-may-quote-0123456789";
+    let hash = "c0ffee".repeat(10) + "abcd";
+    let cases = [
+        // NULL in a NOT NULL column, caught by the row check.
+        (
+            "auth_pg.jwt_keys (kid, algorithm, key, created_at)",
+            format!("k1\tHS256\t{secret}\t\\N\n"),
+            secret.to_owned(),
+            SqlState::NOT_NULL_VIOLATION,
+        ),
+        // A key refused by the key check.
+        (
+            "auth_pg.jwt_keys (kid, algorithm, key)",
+            format!("k2\tHS256\t{secret} but -----BEGIN PUBLIC KEY-----\n"),
+            secret.to_owned(),
+            SqlState::INVALID_PARAMETER_VALUE,
+        ),
+        // A CHECK constraint, caught by the row check.
+        (
+            "auth_pg.tokens (token_hash, user_id, expires_at)",
+            format!("\\\\x{hash}\t\t2030-01-01\n"),
+            hash.clone(),
+            SqlState::CHECK_VIOLATION,
+        ),
+    ];
+    for (n, (target, line, quoted, code)) in cases.into_iter().enumerate() {
+        let file = format!("{}_{n}.tsv", db.name());
+        db.cluster().write_data_file(&file, &line, 0o600);
+        let err = client
+            .batch_execute(&format!("COPY {target} FROM '{file}'"))
+            .await
+            .expect_err("refused");
+        let _ = std::fs::remove_file(db.cluster().data_dir().join(&file));
+        let db_error = err.as_db_error().expect("a server error");
+        assert_eq!(db_error.code(), &code, "{target}: {db_error:?}");
+        let shown = format!("{db_error:?}");
+        assert!(!shown.contains(&quoted), "{target}: {shown}");
+        assert!(db_error.hint().is_some(), "{target}: {shown}");
+    }
+    let log = db.cluster().server_log();
+    assert!(
+        log.contains("COPY auth_pg.tokens"),
+        "the refusals were logged"
+    );
+    assert!(!log.contains(secret), "the server log quotes the secret");
+    assert!(!log.contains(&hash), "the server log quotes the hash");
 }

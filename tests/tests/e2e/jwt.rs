@@ -387,3 +387,46 @@ async fn row_level_security_follows_the_authenticated_token_only() {
     assert!(rows("SELECT body FROM documents").await.is_empty());
     app.batch_execute("ROLLBACK").await.expect("rollback");
 }
+
+/// A key stored before a rule refused its kind (here the base64 of a public key's DER as an
+/// HMAC secret, which add_jwt_key now refuses) can still be retired and described, by hand or
+/// by logical replication, which rewrite the row without changing the key; changing the key's
+/// columns checks it again.
+#[tokio::test]
+async fn a_key_stored_under_older_rules_can_still_be_retired() {
+    let db = TestDb::new("jwt_older_rules");
+    let der: String = RSA_PUBLIC
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    // Stored as an older version would have stored it: without today's key check.
+    db.psql(&format!(
+        "ALTER TABLE auth_pg.jwt_keys DISABLE TRIGGER jwt_keys_check;
+         INSERT INTO auth_pg.jwt_keys (kid, algorithm, key) VALUES ('old', 'HS256', '{der}');
+         ALTER TABLE auth_pg.jwt_keys ENABLE ALWAYS TRIGGER jwt_keys_check;"
+    ));
+    let owner = db.connect(roles::SUPERUSER).await;
+    let err = owner
+        .batch_execute("UPDATE auth_pg.jwt_keys SET algorithm = 'HS384' WHERE kid = 'old'")
+        .await
+        .expect_err("the key is checked again when its columns change");
+    assert_eq!(
+        err.as_db_error().map(|e| e.code()),
+        Some(&SqlState::INVALID_PARAMETER_VALUE),
+        "{err}"
+    );
+    owner
+        .batch_execute(
+            "UPDATE auth_pg.jwt_keys SET issuer = 'https://old.example' WHERE kid = 'old'",
+        )
+        .await
+        .expect("described by hand");
+    let admin = db.client(roles::ADMIN);
+    assert!(admin.retire_jwt_key("old").await.expect("retired"));
+    let active: bool = owner
+        .query_one("SELECT active FROM auth_pg.jwt_keys WHERE kid = 'old'", &[])
+        .await
+        .expect("read")
+        .get(0);
+    assert!(!active);
+}
