@@ -367,18 +367,31 @@ impl Cluster {
     /// Runs SQL with psql as the superuser and returns its unaligned, tuples-only output.
     /// Panics if psql reports an error.
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let output = check(
-            "psql",
-            Command::new(self.bindir.join("psql"))
-                .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
-                .arg(self.url(roles::SUPERUSER, db))
-                .args(["-c", sql])
-                .output(),
-        );
-        String::from_utf8(output.stdout)
+        self.try_psql(db, sql)
+            .unwrap_or_else(|failure| panic!("psql failed {failure}"))
+    }
+
+    /// [`Cluster::psql`], answering what psql reported when it fails (the server is
+    /// restarting, say) instead of panicking.
+    pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let output = Command::new(self.bindir.join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(self.url(roles::SUPERUSER, db))
+            .args(["-c", sql])
+            .output()
+            .unwrap_or_else(|err| panic!("psql: could not run: {err}"));
+        if !output.status.success() {
+            return Err(format!(
+                "({}):\n{}\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(String::from_utf8(output.stdout)
             .expect("utf-8")
             .trim_end()
-            .to_owned()
+            .to_owned())
     }
 
     fn bootstrap(&self) {

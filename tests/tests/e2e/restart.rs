@@ -18,17 +18,17 @@ const CALLERS: usize = 8;
 /// is a hang.
 const HANG: Duration = Duration::from_secs(30);
 
-/// The pids of the backends serving this test's clients.
-fn client_backends(cluster: &Cluster) -> std::collections::BTreeSet<String> {
-    cluster
-        .psql(
+/// The pids of the backends serving this test's clients, or None while the server refuses
+/// connections (restarting after a crash).
+fn client_backends(cluster: &Cluster) -> Option<std::collections::BTreeSet<String>> {
+    let pids = cluster
+        .try_psql(
             "app",
             "SELECT pid FROM pg_catalog.pg_stat_activity \
              WHERE application_name = 'restart' AND backend_type = 'client backend'",
         )
-        .lines()
-        .map(str::to_owned)
-        .collect()
+        .ok()?;
+    Some(pids.lines().map(str::to_owned).collect())
 }
 
 fn client(cluster: &Cluster, role: &str, cache: usize) -> AuthClient {
@@ -212,8 +212,8 @@ async fn outage_under_load(outage: Outage) {
             ))
         })
         .collect();
-    let answered = answers_beyond(&tally, 0, 200, "the load to start").await;
-    let serving_before = client_backends(&cluster);
+    answers_beyond(&tally, 0, 200, "the load to start").await;
+    let serving_before = client_backends(&cluster).expect("the server accepts connections");
     assert!(!serving_before.is_empty());
 
     match outage {
@@ -230,15 +230,27 @@ async fn outage_under_load(outage: Outage) {
             assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
         }
     }
+    // The outage reaches the callers' pool: every backend that served them before goes, and
+    // new ones serve them. (After a crash, the other backends serve on for a moment until the
+    // postmaster notices and restarts them all; the server then refuses connections until its
+    // recovery ends.)
+    let deadline = tokio::time::Instant::now() + HANG;
+    loop {
+        let now = client_backends(&cluster);
+        if now
+            .as_ref()
+            .is_some_and(|now| !now.is_empty() && now.is_disjoint(&serving_before))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {HANG:?} for new backends: before {serving_before:?}, now {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answered = tally.answers.load(Ordering::Relaxed);
     answers_beyond(&tally, answered, 400, "answers after the outage").await;
-    // The outage reached the callers' pool: every backend that served them before is gone, and
-    // new ones serve them now.
-    let serving_after = client_backends(&cluster);
-    assert!(!serving_after.is_empty());
-    assert!(
-        serving_after.is_disjoint(&serving_before),
-        "{serving_before:?} {serving_after:?}"
-    );
     stop.store(true, Ordering::Relaxed);
     for task in callers {
         task.await.expect("a caller panicked");
