@@ -121,8 +121,8 @@ impl StoredKey {
         Some((kid, stored))
     }
 
-    /// The key, parsed once. A key that does not parse (only a hand edit with the check
-    /// trigger disabled can store one) is as unknown.
+    /// The key, parsed once. A key that does not parse (stored with the check trigger
+    /// disabled, or under an older version's rules) is as unknown.
     fn usable(&self, kid: &str) -> Option<&UsableKey> {
         self.parsed
             .get_or_init(|| {
