@@ -12,6 +12,7 @@ use std::cell::Cell;
 use std::ffi::CStr;
 
 use auth_core::Invalidation;
+use pgrx::datum::TryFromDatumError;
 use pgrx::prelude::*;
 
 use crate::audit::{self, AuditEvent};
@@ -109,28 +110,27 @@ enum RowTest {
 }
 
 impl RowTest {
-    fn holds(&self, row: &PgHeapTuple<'_, AllocatedByPostgres>) -> bool {
-        match *self {
+    /// Whether the rule holds for `row`; an error when the row lacks the rule's columns (the
+    /// trigger attached to a table it was not written for).
+    fn holds(&self, row: &PgHeapTuple<'_, AllocatedByPostgres>) -> Result<bool, TryFromDatumError> {
+        Ok(match *self {
             Self::Blake3(column) => row
-                .get_by_name::<&[u8]>(column)
-                .expect("a bytea column")
+                .get_by_name::<&[u8]>(column)?
                 .is_none_or(|hash| hash.len() == 32),
             Self::NotEmpty(column) => row
-                .get_by_name::<&str>(column)
-                .expect("a text column")
+                .get_by_name::<&str>(column)?
                 .is_none_or(|text| !text.is_empty()),
             Self::NotAfter(earlier, later) => {
                 let time = |column| {
                     row.get_by_name::<TimestampWithTimeZone>(column)
-                        .expect("a timestamptz column")
-                        .map(TimestampWithTimeZone::into_inner)
+                        .map(|time| time.map(TimestampWithTimeZone::into_inner))
                 };
-                match (time(earlier), time(later)) {
+                match (time(earlier)?, time(later)?) {
                     (Some(earlier), Some(later)) => earlier <= later,
                     _ => true,
                 }
             }
-        }
+        })
     }
 }
 
@@ -188,8 +188,15 @@ fn row_rules(table: &str) -> &'static [RowRule] {
 /// it has NULL in a NOT NULL column or breaks a CHECK constraint of its table. PostgreSQL would
 /// refuse it too, a moment later, but with the whole row in the error's DETAIL (and so in the
 /// server log): hashes of credentials, or a JWT key's secret.
-pub(crate) fn check_new_row(trigger: &PgTrigger<'_>, row: &PgHeapTuple<'_, AllocatedByPostgres>) {
-    without_error_context(|| check_row_rules(trigger, row));
+/// Answers the row, to be returned to the trigger manager.
+pub(crate) fn check_new_row<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> PgHeapTuple<'a, AllocatedByPostgres> {
+    let Some(row) = trigger.new() else {
+        AuthPgError::TriggerMisused.raise("auth_pg row check");
+    };
+    without_error_context(|| check_row_rules(trigger, &row));
+    row
 }
 
 /// Runs `check` with no error context callbacks, so that an error it raises carries no CONTEXT
@@ -241,7 +248,13 @@ fn check_row_rules(trigger: &PgTrigger<'_>, row: &PgHeapTuple<'_, AllocatedByPos
         }
         .raise(FUNCTION);
     }
-    if let Some(broken) = row_rules(&table).iter().find(|rule| !rule.test.holds(row)) {
+    let broken = row_rules(&table).iter().find(|rule| {
+        !rule
+            .test
+            .holds(row)
+            .unwrap_or_else(|_| AuthPgError::TriggerMisused.raise(FUNCTION))
+    });
+    if let Some(broken) = broken {
         AuthPgError::RowCheck {
             table: table.into_owned(),
             constraint: broken.constraint,
@@ -267,8 +280,7 @@ pub unsafe extern "C-unwind" fn auth_pg_check_row(
     // SAFETY: the trigger manager passes a TriggerData in fcinfo->context.
     let trigger = unsafe { PgTrigger::from_fcinfo(fcinfo.as_ref().expect("fcinfo")) }
         .expect("called as a trigger");
-    let row = trigger.new().expect("a row trigger on INSERT or UPDATE");
-    check_new_row(&trigger, &row);
-    row.into_trigger_datum()
+    check_new_row(&trigger)
+        .into_trigger_datum()
         .expect("a trigger tuple is never NULL")
 }

@@ -139,6 +139,11 @@ pub(crate) enum AuthPgError {
     /// The signed token would be longer than any verification accepts.
     #[error("the signed token would be longer than auth_pg.jwt_max_token_bytes ({limit} bytes)")]
     JwtTooLong { limit: usize },
+    /// auth_pg's row check trigger fired on a table, or an event, it was not written for.
+    #[error(
+        "auth_pg.check_row() and auth_pg.check_jwt_key() check rows written into auth_pg's own tables only"
+    )]
+    TriggerMisused,
     /// A row written by hand has NULL in a NOT NULL column (PostgreSQL's own message, without
     /// the row PostgreSQL would print after it).
     #[error(
@@ -201,6 +206,7 @@ impl AuthPgError {
             Self::UnknownJwtKey => ERRCODE_UNDEFINED_OBJECT,
             Self::JwtKeyExists | Self::JwksKidConflict { .. } => ERRCODE_DUPLICATE_OBJECT,
             Self::JwtTooLong { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            Self::TriggerMisused => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             Self::RowNull { .. } => ERRCODE_NOT_NULL_VIOLATION,
             Self::RowCheck { .. } => ERRCODE_CHECK_VIOLATION,
         }
@@ -335,6 +341,9 @@ impl AuthPgError {
             Self::JwtTooLong { .. } => {
                 "Sign fewer or shorter claims: ids rather than documents.".into()
             }
+            Self::TriggerMisused => "Drop the trigger: auth_pg attaches these functions to \
+                its tables itself, as BEFORE INSERT OR UPDATE row triggers."
+                .into(),
             Self::RowNull { .. } => format!(
                 "auth_pg's functions write complete rows; prefer them to editing the table by \
                  hand. {ROW_NOT_SHOWN}"

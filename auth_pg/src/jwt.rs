@@ -597,9 +597,10 @@ function_info_v1!(pg_finfo_auth_pg_check_jwt_key);
 
 /// The row trigger on `auth_pg.jwt_keys` (jwt.sql): refuses a row with NULL in a NOT NULL
 /// column without printing it (see [`edits::check_new_row`]), and a row written by hand whose
-/// key does not parse for its algorithm, as `add_jwt_key` would. An UPDATE that leaves the
-/// key's columns as they were (retiring it, naming an issuer) does not parse it again, so that
-/// a key stored under older rules can still be retired, by hand or by logical replication.
+/// key does not parse for its algorithm, or whose window is empty, as `add_jwt_key` would. An
+/// UPDATE that leaves `kid`, `algorithm` and `key` as they were (retiring the key, naming an
+/// issuer, ending its window) does not parse the key again, so that a key stored under older
+/// rules can still be retired by hand.
 ///
 /// # Safety
 ///
@@ -613,39 +614,34 @@ pub unsafe extern "C-unwind" fn auth_pg_check_jwt_key(
     // SAFETY: the trigger manager passes a TriggerData in fcinfo->context.
     let trigger = unsafe { PgTrigger::from_fcinfo(fcinfo.as_ref().expect("fcinfo")) }
         .expect("called as a trigger");
-    let row = trigger.new().expect("a row trigger on INSERT or UPDATE");
-    edits::check_new_row(&trigger, &row);
-    let text =
-        |row: &PgHeapTuple<'_, _>, name: &str| row.get_by_name::<String>(name).ok().flatten();
-    let time = |row: &PgHeapTuple<'_, _>, name: &str| {
-        row.get_by_name::<TimestampWithTimeZone>(name)
-            .ok()
-            .flatten()
-            .map(TimestampWithTimeZone::into_inner)
-    };
-    let key_unchanged = trigger.old().is_some_and(|old| {
-        ["kid", "algorithm", "key"]
-            .into_iter()
-            .all(|name| text(&old, name) == text(&row, name))
-            && ["not_before", "not_after"]
+    let row = edits::check_new_row(&trigger);
+    if WRITING.get() == 0 {
+        let text = |row: &PgHeapTuple<'_, _>, name: &str| {
+            row.get_by_name::<&str>(name)
+                .ok()
+                .flatten()
+                .map(str::to_owned)
+        };
+        let key_changed = trigger.old().is_none_or(|old| {
+            ["kid", "algorithm", "key"]
                 .into_iter()
-                .all(|name| time(&old, name) == time(&row, name))
-    });
-    if WRITING.get() == 0 && !key_unchanged {
+                .any(|name| text(&old, name) != text(&row, name))
+        });
+        let time = |name| {
+            row.get_by_name::<TimestampWithTimeZone>(name)
+                .ok()
+                .flatten()
+        };
         // The errors name what is wrong; no CONTEXT line quotes a COPY's input line.
         edits::without_error_context(|| {
-            check_kid(text(&row, "kid").as_deref(), FUNCTION);
-            let algorithm = check_algorithm(text(&row, "algorithm").as_deref(), FUNCTION);
-            let key = text(&row, "key")
-                .ok_or(InputError::Null { argument: "key" })
-                .or_raise(FUNCTION);
-            ParsedKey::parse(algorithm, &key).or_raise(FUNCTION);
-            let window = |name| {
-                row.get_by_name::<TimestampWithTimeZone>(name)
-                    .ok()
-                    .flatten()
-            };
-            check_window(window("not_before"), window("not_after"), FUNCTION);
+            if key_changed {
+                check_kid(text(&row, "kid").as_deref(), FUNCTION);
+                let algorithm = check_algorithm(text(&row, "algorithm").as_deref(), FUNCTION);
+                // NOT NULL, which check_new_row has checked.
+                let key = text(&row, "key").unwrap_or_default();
+                ParsedKey::parse(algorithm, &key).or_raise(FUNCTION);
+            }
+            check_window(time("not_before"), time("not_after"), FUNCTION);
         });
     }
     row.into_trigger_datum()

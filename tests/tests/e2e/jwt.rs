@@ -389,9 +389,9 @@ async fn row_level_security_follows_the_authenticated_token_only() {
 }
 
 /// A key stored before a rule refused its kind (here the base64 of a public key's DER as an
-/// HMAC secret, which add_jwt_key now refuses) can still be retired and described, by hand or
-/// by logical replication, which rewrite the row without changing the key; changing the key's
-/// columns checks it again.
+/// HMAC secret, which add_jwt_key now refuses) can still be described, given an end and retired
+/// by hand, also with session_replication_role = replica: none of these changes its kid,
+/// algorithm or key. Changing those checks it again.
 #[tokio::test]
 async fn a_key_stored_under_older_rules_can_still_be_retired() {
     let db = TestDb::new("jwt_older_rules");
@@ -417,12 +417,20 @@ async fn a_key_stored_under_older_rules_can_still_be_retired() {
     );
     owner
         .batch_execute(
-            "UPDATE auth_pg.jwt_keys SET issuer = 'https://old.example' WHERE kid = 'old'",
+            "UPDATE auth_pg.jwt_keys SET issuer = 'https://old.example', \
+                 not_after = now() + interval '1 hour' \
+             WHERE kid = 'old'",
         )
         .await
-        .expect("described by hand");
-    let admin = db.client(roles::ADMIN);
-    assert!(admin.retire_jwt_key("old").await.expect("retired"));
+        .expect("described and given an end by hand");
+    owner
+        .batch_execute(
+            "SET session_replication_role = replica; \
+             UPDATE auth_pg.jwt_keys SET active = false, retired_at = now() WHERE kid = 'old'; \
+             SET session_replication_role = origin;",
+        )
+        .await
+        .expect("retired by hand");
     let active: bool = owner
         .query_one("SELECT active FROM auth_pg.jwt_keys WHERE kid = 'old'", &[])
         .await
