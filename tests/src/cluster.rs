@@ -64,15 +64,21 @@ fn run_as_root() -> bool {
 }
 
 fn check(what: &str, output: std::io::Result<Output>) -> Output {
+    try_check(what, output).unwrap_or_else(|failure| panic!("{failure}"))
+}
+
+/// The output of a command that ran and succeeded, or what it reported.
+fn try_check(what: &str, output: std::io::Result<Output>) -> Result<Output, String> {
     let output = output.unwrap_or_else(|err| panic!("{what}: could not run: {err}"));
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    if !output.status.success() {
+        return Err(format!(
+            "{what} failed ({}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(output)
 }
 
 fn free_port() -> u16 {
@@ -368,26 +374,20 @@ impl Cluster {
     /// Panics if psql reports an error.
     pub fn psql(&self, db: &str, sql: &str) -> String {
         self.try_psql(db, sql)
-            .unwrap_or_else(|failure| panic!("psql failed {failure}"))
+            .unwrap_or_else(|failure| panic!("{failure}"))
     }
 
     /// [`Cluster::psql`], answering what psql reported when it fails (the server is
     /// restarting, say) instead of panicking.
     pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
-        let output = Command::new(self.bindir.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(self.url(roles::SUPERUSER, db))
-            .args(["-c", sql])
-            .output()
-            .unwrap_or_else(|err| panic!("psql: could not run: {err}"));
-        if !output.status.success() {
-            return Err(format!(
-                "({}):\n{}\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
+        let output = try_check(
+            "psql",
+            Command::new(self.bindir.join("psql"))
+                .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+                .arg(self.url(roles::SUPERUSER, db))
+                .args(["-c", sql])
+                .output(),
+        )?;
         Ok(String::from_utf8(output.stdout)
             .expect("utf-8")
             .trim_end()

@@ -110,6 +110,20 @@ impl TestDb {
     }
 }
 
+/// Polls `holds` every `every` until it is true; fails with `failure()` after `within`.
+pub async fn eventually(
+    within: std::time::Duration,
+    every: std::time::Duration,
+    mut holds: impl FnMut() -> bool,
+    failure: impl Fn() -> String,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !holds() {
+        assert!(tokio::time::Instant::now() < deadline, "{}", failure());
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Waits until `client`'s cache statistics satisfy `condition` (what the test waits for is
 /// `what`); panics after ten seconds. The cache learns of changes asynchronously, from
 /// notifications: tests wait for that, never for a fixed time.
@@ -118,18 +132,15 @@ pub async fn wait_for(
     what: &str,
     condition: impl Fn(&auth_client::CacheStats) -> bool,
 ) -> auth_client::CacheStats {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let stats = client.cache_stats().expect("a client with a cache");
-        if condition(&stats) {
-            return stats;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited 10 s for: {what} ({stats:?})"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let stats = || client.cache_stats().expect("a client with a cache");
+    eventually(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis(5),
+        || condition(&stats()),
+        || format!("waited 10 s for: {what} ({:?})", stats()),
+    )
+    .await;
+    stats()
 }
 
 /// The `auth_pg_invalidate` notifications one connection hears, in order.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use auth_client::{AuthClient, Config, Credential, Error, Status};
-use auth_pg_e2e::{Cluster, ClusterOptions, roles, wait_for};
+use auth_pg_e2e::{Cluster, ClusterOptions, eventually, roles, wait_for};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const CALLERS: usize = 8;
@@ -103,19 +103,21 @@ async fn caller(
 
 /// Waits until the callers have had `count` more answers than `from`; panics after `HANG`.
 async fn answers_beyond(tally: &Tally, from: u64, count: u64, what: &str) -> u64 {
-    let deadline = tokio::time::Instant::now() + HANG;
-    loop {
-        let answers = tally.answers.load(Ordering::Relaxed);
-        if answers >= from + count {
-            return answers;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited {HANG:?} for {what}: {answers} answers, {} lost",
-            tally.lost.load(Ordering::Relaxed)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let answers = || tally.answers.load(Ordering::Relaxed);
+    eventually(
+        HANG,
+        Duration::from_millis(10),
+        || answers() >= from + count,
+        || {
+            format!(
+                "waited {HANG:?} for {what}: {} answers, {} lost",
+                answers(),
+                tally.lost.load(Ordering::Relaxed)
+            )
+        },
+    )
+    .await;
+    answers()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,21 +236,16 @@ async fn outage_under_load(outage: Outage) {
     // new ones serve them. (After a crash, the other backends serve on for a moment until the
     // postmaster notices and restarts them all; the server then refuses connections until its
     // recovery ends.)
-    let deadline = tokio::time::Instant::now() + HANG;
-    loop {
-        let now = client_backends(&cluster);
-        if now
-            .as_ref()
-            .is_some_and(|now| !now.is_empty() && now.is_disjoint(&serving_before))
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited {HANG:?} for new backends: before {serving_before:?}, now {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        HANG,
+        Duration::from_millis(50),
+        || {
+            client_backends(&cluster)
+                .is_some_and(|now| !now.is_empty() && now.is_disjoint(&serving_before))
+        },
+        || format!("waited {HANG:?} for new backends to replace {serving_before:?}"),
+    )
+    .await;
     let answered = tally.answers.load(Ordering::Relaxed);
     answers_beyond(&tally, answered, 400, "answers after the outage").await;
     stop.store(true, Ordering::Relaxed);

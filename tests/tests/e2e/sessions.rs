@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use auth_client::reexports::tokio_postgres::error::SqlState;
 use auth_client::{AuthClient, Config, Status};
 use auth_core::Invalidation;
-use auth_pg_e2e::{Cluster, ClusterOptions, TestDb, roles};
+use auth_pg_e2e::{Cluster, ClusterOptions, TestDb, eventually, roles};
 
 const IDLE: Duration = Duration::from_secs(30 * 60);
 const ABSOLUTE: Duration = Duration::from_secs(12 * 3600);
@@ -284,20 +284,6 @@ async fn create_sessions(url: &str, n: usize) {
             .create_session(&format!("user-{i}"), IDLE, ABSOLUTE, None)
             .await
             .expect("create");
-    }
-}
-
-/// Polls `holds` every `every` until it is true; fails with `failure()` after `within`.
-async fn eventually(
-    within: Duration,
-    every: Duration,
-    mut holds: impl FnMut() -> bool,
-    failure: impl Fn() -> String,
-) {
-    let deadline = tokio::time::Instant::now() + within;
-    while !holds() {
-        assert!(tokio::time::Instant::now() < deadline, "{}", failure());
-        tokio::time::sleep(every).await;
     }
 }
 
