@@ -130,25 +130,49 @@ pub(crate) fn probe<C: Checked<N>, const N: usize, R>(
     }
 }
 
+/// Most fields an answer has after its status (an API key's six).
+const MAX_FIELDS: usize = 6;
+
+/// An answer's values and nulls, status first, on the stack: a check forms one per call.
+pub(crate) struct Values {
+    values: [Datum; MAX_FIELDS + 1],
+    nulls: [bool; MAX_FIELDS + 1],
+    len: usize,
+}
+
+impl Values {
+    pub(crate) fn values(&self) -> &[Datum] {
+        &self.values[..self.len]
+    }
+
+    pub(crate) fn nulls(&self) -> &[bool] {
+        &self.nulls[..self.len]
+    }
+}
+
 /// The answer's values and nulls for `status`: the `N` fields of `row` when valid, NULLs
 /// otherwise. By-reference values point into the row's buffer.
 pub(crate) fn answer<C: Checked<N>, const N: usize>(
     status: Status,
     row: Option<&Row<'_>>,
-) -> (Vec<Datum>, Vec<bool>) {
-    let mut values = vec![Datum::from(0); N + 1];
-    let mut nulls = vec![true; N + 1];
-    values[0] = status.datum();
-    nulls[0] = false;
+) -> Values {
+    const { assert!(N <= MAX_FIELDS, "raise MAX_FIELDS") };
+    let mut answer = Values {
+        values: [Datum::from(0); MAX_FIELDS + 1],
+        nulls: [true; MAX_FIELDS + 1],
+        len: N + 1,
+    };
+    answer.values[0] = status.datum();
+    answer.nulls[0] = false;
     if let (Status::Valid, Some(row)) = (status, row) {
         for (i, field) in C::fields(row).into_iter().enumerate() {
             if let Some(value) = field {
-                values[i + 1] = value;
-                nulls[i + 1] = false;
+                answer.values[i + 1] = value;
+                answer.nulls[i + 1] = false;
             }
         }
     }
-    (values, nulls)
+    answer
 }
 
 /// Judges one candidate and hands the answer's values and nulls (status first, then the `N`
@@ -160,8 +184,8 @@ fn check_one<C: Checked<N>, const N: usize, R>(
     emit: impl FnOnce(&[Datum], &[bool]) -> R,
 ) -> R {
     probe::<C, N, _>(lookup, candidate, now, |status, row| {
-        let (values, nulls) = answer::<C, N>(status, row);
-        emit(&values, &nulls)
+        let answer = answer::<C, N>(status, row);
+        emit(answer.values(), answer.nulls())
     })
 }
 

@@ -196,8 +196,8 @@ unsafe fn touch(fcinfo: pg_sys::FunctionCallInfo, form: Form) -> pg_sys::Datum {
                 };
             }
         }
-        let (values, nulls) = check::answer::<Sessions, 5>(status, row);
-        Touch::Answered(result.form(&values, &nulls))
+        let answer = check::answer::<Sessions, 5>(status, row);
+        Touch::Answered(result.form(answer.values(), answer.nulls()))
     });
     drop(lookup);
     match touch {
@@ -255,8 +255,8 @@ impl SessionRow {
 }
 
 fn status_only(status: Status, result: &Answer) -> pg_sys::Datum {
-    let (values, nulls) = check::answer::<Sessions, 5>(status, None);
-    result.form(&values, &nulls)
+    let answer = check::answer::<Sessions, 5>(status, None);
+    result.form(answer.values(), answer.nulls())
 }
 
 /// The statements `touch_session` writes and re-reads with, prepared once per backend and kept
