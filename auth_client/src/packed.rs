@@ -1,16 +1,6 @@
 //! Reading the packed form of a check's answer (`auth_pg.validate_token_packed` and its
 //! siblings): one `bytea` in place of the composite row, which the server sends without looking
-//! up each field's output function. The layout is auth_pg's (README, "The packed form"):
-//!
-//! ```text
-//! answer  = version:u8 (= 1), field*          one field per attribute of the row type, in order
-//! field   = 0x00                              NULL
-//!         | 't' len:u32 byte{len}             text, UTF-8
-//!         | 'i' i64                           bigint
-//!         | 'T' i64                           timestamptz: microseconds since 2000-01-01 UTC
-//!         | 'a' n:u32 (len:u32 byte{len})*n   text[]
-//!         | 'j' len:u32 byte{len}             jsonb, as JSON text
-//! ```
+//! up each field's output function. The layout is [`auth_core::packed`]'s.
 //!
 //! Every field is read with the type the caller expects, so an answer of another shape (a
 //! server of another version) is an error, never a misread value. Errors describe the shape
@@ -19,15 +9,13 @@
 use std::error::Error as StdError;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use auth_core::packed::{NULL_ELEMENT, POSTGRES_EPOCH_UNIX_SECONDS, VERSION, tag};
 use postgres_types::{FromSql, Type};
 
 type BoxError = Box<dyn StdError + Sync + Send>;
 
-/// The only layout version this client reads.
-const VERSION: u8 = 1;
-
 /// PostgreSQL's epoch, 2000-01-01 00:00:00 UTC, in seconds after the Unix epoch.
-const POSTGRES_EPOCH_SECS: u64 = 946_684_800;
+const POSTGRES_EPOCH_SECS: u64 = POSTGRES_EPOCH_UNIX_SECONDS.unsigned_abs();
 
 /// A record read from a packed answer.
 pub(crate) trait Unpack: Sized {
@@ -116,7 +104,7 @@ impl<'a> Reader<'a> {
     /// The next field's tag, checked to be `tag`; `false` for NULL.
     fn present(&mut self, tag: u8, what: &str) -> Result<bool, BoxError> {
         match self.take(1)?[0] {
-            0 => Ok(false),
+            tag::NULL => Ok(false),
             found if found == tag => Ok(true),
             _ => Err(malformed(&format!(
                 "a field of another type where {what} was expected"
@@ -126,7 +114,7 @@ impl<'a> Reader<'a> {
 
     /// A text field.
     pub(crate) fn text(&mut self) -> Result<Option<String>, BoxError> {
-        if self.present(b't', "text")? {
+        if self.present(tag::TEXT, "text")? {
             self.string().map(Some)
         } else {
             Ok(None)
@@ -135,7 +123,7 @@ impl<'a> Reader<'a> {
 
     /// A bigint field.
     pub(crate) fn int8(&mut self) -> Result<Option<i64>, BoxError> {
-        if self.present(b'i', "bigint")? {
+        if self.present(tag::INT8, "bigint")? {
             self.i64().map(Some)
         } else {
             Ok(None)
@@ -144,7 +132,7 @@ impl<'a> Reader<'a> {
 
     /// A timestamptz field, as PostgreSQL's binary form reads (microseconds since 2000).
     pub(crate) fn timestamptz(&mut self) -> Result<Option<SystemTime>, BoxError> {
-        if !self.present(b'T', "timestamptz")? {
+        if !self.present(tag::TIMESTAMPTZ, "timestamptz")? {
             return Ok(None);
         }
         let micros = self.i64()?;
@@ -161,7 +149,7 @@ impl<'a> Reader<'a> {
 
     /// A text[] field (NULL elements are refused).
     pub(crate) fn text_array(&mut self) -> Result<Option<Vec<String>>, BoxError> {
-        if !self.present(b'a', "text[]")? {
+        if !self.present(tag::TEXT_ARRAY, "text[]")? {
             return Ok(None);
         }
         let count = self.u32()?;
@@ -173,7 +161,7 @@ impl<'a> Reader<'a> {
         }
         let mut elements = Vec::with_capacity(count);
         for _ in 0..count {
-            if self.rest.starts_with(&[0xFF; 4]) {
+            if self.rest.starts_with(&NULL_ELEMENT.to_be_bytes()) {
                 return Err(malformed("a NULL array element"));
             }
             elements.push(self.string()?);
@@ -183,7 +171,7 @@ impl<'a> Reader<'a> {
 
     /// A jsonb field, sent as JSON text.
     pub(crate) fn json(&mut self) -> Result<Option<serde_json::Value>, BoxError> {
-        if !self.present(b'j', "jsonb")? {
+        if !self.present(tag::JSONB, "jsonb")? {
             return Ok(None);
         }
         let text = self.bytes()?;
@@ -210,16 +198,22 @@ mod tests {
         fn new() -> Self {
             Self(vec![VERSION])
         }
-        fn null(mut self) -> Self {
-            self.0.push(0);
+        fn len(&mut self, len: usize) {
+            self.0
+                .extend_from_slice(&u32::try_from(len).expect("short").to_be_bytes());
+        }
+        fn bytes(mut self, tag: u8, bytes: &[u8]) -> Self {
+            self.0.push(tag);
+            self.len(bytes.len());
+            self.0.extend_from_slice(bytes);
             self
         }
-        fn text(mut self, s: &str) -> Self {
-            self.0.push(b't');
-            self.0
-                .extend_from_slice(&u32::try_from(s.len()).expect("short").to_be_bytes());
-            self.0.extend_from_slice(s.as_bytes());
+        fn null(mut self) -> Self {
+            self.0.push(tag::NULL);
             self
+        }
+        fn text(self, s: &str) -> Self {
+            self.bytes(tag::TEXT, s.as_bytes())
         }
         fn int(mut self, tag: u8, v: i64) -> Self {
             self.0.push(tag);
@@ -227,22 +221,16 @@ mod tests {
             self
         }
         fn array(mut self, items: &[&str]) -> Self {
-            self.0.push(b'a');
-            self.0
-                .extend_from_slice(&u32::try_from(items.len()).expect("short").to_be_bytes());
+            self.0.push(tag::TEXT_ARRAY);
+            self.len(items.len());
             for item in items {
-                self.0
-                    .extend_from_slice(&u32::try_from(item.len()).expect("short").to_be_bytes());
+                self.len(item.len());
                 self.0.extend_from_slice(item.as_bytes());
             }
             self
         }
-        fn json(mut self, s: &str) -> Self {
-            self.0.push(b'j');
-            self.0
-                .extend_from_slice(&u32::try_from(s.len()).expect("short").to_be_bytes());
-            self.0.extend_from_slice(s.as_bytes());
-            self
+        fn json(self, s: &str) -> Self {
+            self.bytes(tag::JSONB, s.as_bytes())
         }
     }
 
@@ -277,9 +265,9 @@ mod tests {
     fn reads_every_field_type() {
         let bytes = Writer::new()
             .text("valid")
-            .int(b'i', -42)
+            .int(tag::INT8, -42)
             .array(&["read", "wrïte", ""])
-            .int(b'T', 1_000_000)
+            .int(tag::TIMESTAMPTZ, 1_000_000)
             .json(r#"{"ip":"10.0.0.1"}"#)
             .0;
         let sample = read(&bytes).expect("a packed answer");
@@ -302,7 +290,7 @@ mod tests {
             .text("unknown")
             .null()
             .null()
-            .int(b'T', -1_000_000)
+            .int(tag::TIMESTAMPTZ, -1_000_000)
             .null()
             .0;
         let sample = read(&bytes).expect("a packed answer");
@@ -342,7 +330,7 @@ mod tests {
         let swapped = Writer::new()
             .text("valid")
             .null()
-            .int(b'i', 1)
+            .int(tag::INT8, 1)
             .null()
             .null()
             .0;
@@ -393,7 +381,7 @@ mod tests {
 
         // A count of elements the bytes cannot hold is refused before allocating for it.
         let mut huge = Writer::new().text("valid").null().0;
-        huge.push(b'a');
+        huge.push(tag::TEXT_ARRAY);
         huge.extend_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(
             read(&huge).expect_err("huge count"),

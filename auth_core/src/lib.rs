@@ -15,6 +15,7 @@ pub mod hash;
 pub mod input;
 pub mod invalidation;
 pub mod jwt;
+pub mod packed;
 pub mod permissions;
 
 pub use credential::{Credential, CredentialKind, FormatError, check_format, random_id};

@@ -5,31 +5,13 @@
 //! `jsonb` field looks up its element's output function again inside its own send function.
 //! For a check that is a tenth of the server's work per call. The `*_packed` functions return
 //! the same answer as the row-returning ones, written by this module in a fixed layout that
-//! needs no lookup; `auth_client` reads it. The layout, also documented in the README:
-//!
-//! ```text
-//! answer  = version:u8 (= 1), field*          one field per attribute of the row type, in order
-//! field   = 0x00                              NULL
-//!         | 't' len:u32 byte{len}             text, UTF-8
-//!         | 'i' i64                           bigint
-//!         | 'T' i64                           timestamptz: microseconds since 2000-01-01 UTC
-//!         | 'a' n:u32 (len:u32 byte{len})*n   text[], its elements in storage order
-//!         | 'j' len:u32 byte{len}             jsonb, as JSON text
-//! ```
-//!
-//! Integers are big-endian. An array element cannot be NULL in an answer (scopes are checked
-//! when written); one that a hand edit made NULL is written with the length 0xFFFFFFFF.
+//! needs no lookup; `auth_client` reads it. The layout is [`auth_core::packed`]'s.
 
+use auth_core::packed::{NULL_ELEMENT, VERSION, tag};
 use pgrx::IntoDatum;
 use pgrx::pg_sys::{self, Datum};
 
 use crate::fmgr;
-
-/// The version byte every packed answer starts with.
-pub(crate) const VERSION: u8 = 1;
-
-/// The length written for a NULL array element.
-const NULL_ELEMENT: u32 = u32::MAX;
 
 /// How one attribute of an answer is written; the list for an answer type is checked against
 /// the type's attributes in the catalog by a test.
@@ -57,11 +39,11 @@ impl Field {
 
     fn tag(self) -> u8 {
         match self {
-            Self::Text => b't',
-            Self::Int8 => b'i',
-            Self::TimestampTz => b'T',
-            Self::TextArray => b'a',
-            Self::Jsonb => b'j',
+            Self::Text => tag::TEXT,
+            Self::Int8 => tag::INT8,
+            Self::TimestampTz => tag::TIMESTAMPTZ,
+            Self::TextArray => tag::TEXT_ARRAY,
+            Self::Jsonb => tag::JSONB,
         }
     }
 }
@@ -78,7 +60,7 @@ pub(crate) fn pack(fields: &[Field], values: &[Datum], nulls: &[bool]) -> Datum 
     let kinds = std::iter::once(Field::Text).chain(fields.iter().copied());
     for ((field, &value), &null) in kinds.zip(values).zip(nulls) {
         if null {
-            out.push(0);
+            out.push(tag::NULL);
         } else {
             out.push(field.tag());
             // SAFETY: the value is non-NULL and of the attribute's type, which `fields` states

@@ -38,6 +38,7 @@ use auth_core::jwt::{
     self, Algorithm, KeyEntry, ParsedKey, Policy, SigningKey, Status, TokenKey, Verification,
     VerifiedCache, VerifyingKey,
 };
+use auth_core::packed::POSTGRES_EPOCH_UNIX_SECONDS;
 use pgrx::pg_sys::{self, Datum};
 use serde_json::Value;
 
@@ -61,8 +62,6 @@ pub(crate) mod col {
     pub(crate) const RETIRED_AT: usize = 10;
 }
 
-/// Seconds from 1970-01-01 (Unix time) to 2000-01-01 (PostgreSQL's epoch).
-const POSTGRES_EPOCH_UNIX_SECONDS: i64 = 946_684_800;
 const MICROS: i64 = 1_000_000;
 
 /// A `timestamptz` as Unix seconds, rounded down.

@@ -4,13 +4,14 @@
 
 #[pgrx::pg_schema]
 mod tests {
+    use auth_core::packed::VERSION;
     use pgrx::datum::DatumWithOid;
     use pgrx::prelude::*;
     use pgrx::{Spi, spi};
 
     use crate::api_keys::ApiKeys;
     use crate::check::Checked;
-    use crate::packed::{Field, VERSION};
+    use crate::packed::Field;
     use crate::sessions::Sessions;
     use crate::tokens::Tokens;
 
