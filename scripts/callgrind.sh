@@ -24,7 +24,8 @@ PORT="$(free_port)"
 stop() {
     data_dir_stop "$DIR/data" fast
     as_root pkill -f "[v]algrind.*$DIR" >/dev/null 2>&1 || true
-    # The postmaster's profile is written as valgrind exits, after pg_ctl has returned.
+    # valgrind writes the postmaster's profile as it exits, after pg_ctl has returned: wait for
+    # it, so that removing the directory does not race its last writes.
     for _ in $(seq 1 50); do
         pgrep -f "[v]algrind.*$DIR" >/dev/null || break
         sleep 0.2

@@ -65,10 +65,6 @@ pub fn bench_cluster() -> Cluster {
     })
 }
 
-async fn connect(cluster: &Cluster, role: &str) -> tokio_postgres::Client {
-    cluster.connect(role, DATABASE).await
-}
-
 impl TokenBench {
     /// Starts a cluster and stores `n` random tokens, each valid for 30 days, for 100 000
     /// distinct users.
@@ -78,7 +74,7 @@ impl TokenBench {
         let key = cluster.hash_key();
         let tokens = credentials(CredentialKind::Token, n);
 
-        let db = connect(&cluster, roles::SUPERUSER).await;
+        let db = cluster.connect(roles::SUPERUSER, DATABASE).await;
         db.batch_execute(
             "CREATE EXTENSION pgcrypto; CREATE EXTENSION pg_prewarm;
              CREATE SCHEMA bench_plain;
