@@ -8,7 +8,6 @@
 
 use auth_core::CredentialKind;
 use auth_core::input::MAX_BATCH;
-use pgrx::IntoDatum;
 use pgrx::pg_sys::{self, Datum};
 
 use crate::error::AuthPgError;
@@ -30,6 +29,18 @@ pub(crate) enum Status {
 }
 
 impl Status {
+    /// Every status.
+    #[cfg_attr(not(any(test, feature = "pg_test")), allow(dead_code))]
+    pub(crate) const ALL: [Self; 7] = [
+        Self::Valid,
+        Self::Expired,
+        Self::IdleExpired,
+        Self::AbsoluteExpired,
+        Self::Revoked,
+        Self::Unknown,
+        Self::Malformed,
+    ];
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Valid => "valid",
@@ -42,8 +53,27 @@ impl Status {
         }
     }
 
-    fn datum(self) -> Datum {
-        self.as_str().into_datum().expect("text is never NULL")
+    /// The status as a `text` datum. It points to a constant: an answer refers to it and
+    /// copies it only when the answer is formed, instead of allocating it for every check.
+    pub(crate) fn datum(self) -> Datum {
+        use fmgr::static_text;
+        static VALID: [u8; 6] = static_text("valid");
+        static EXPIRED: [u8; 8] = static_text("expired");
+        static IDLE_EXPIRED: [u8; 13] = static_text("idle_expired");
+        static ABSOLUTE_EXPIRED: [u8; 17] = static_text("absolute_expired");
+        static REVOKED: [u8; 8] = static_text("revoked");
+        static UNKNOWN: [u8; 8] = static_text("unknown");
+        static MALFORMED: [u8; 10] = static_text("malformed");
+        let text: &'static [u8] = match self {
+            Self::Valid => &VALID,
+            Self::Expired => &EXPIRED,
+            Self::IdleExpired => &IDLE_EXPIRED,
+            Self::AbsoluteExpired => &ABSOLUTE_EXPIRED,
+            Self::Revoked => &REVOKED,
+            Self::Unknown => &UNKNOWN,
+            Self::Malformed => &MALFORMED,
+        };
+        Datum::from(text.as_ptr())
     }
 }
 

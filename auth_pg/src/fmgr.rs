@@ -64,9 +64,63 @@ pub(crate) unsafe fn short_text_arg<'call>(
         {
             return None;
         }
-        let text = pg_sys::pg_detoast_datum_packed(value);
-        Some(pgrx::varlena::varlena_to_byte_slice(text)).filter(|bytes| bytes.len() <= limit)
+        Some(varlena_bytes(value)).filter(|bytes| bytes.len() <= limit)
     }
+}
+
+/// The bytes of a `text` or `bytea` value. Only a compressed or out-of-line value goes through
+/// PostgreSQL to be detoasted (into the current memory context); a plain one, the usual case
+/// for the short values of a check, is read where it lies.
+///
+/// # Safety
+///
+/// `value` must point to a valid varlena that outlives the returned slice.
+pub(crate) unsafe fn varlena_bytes<'a>(value: *mut pg_sys::varlena) -> &'a [u8] {
+    use pgrx::varlena::{varatt_is_1b_e, varatt_is_4b_c, varlena_to_byte_slice};
+    // SAFETY: as documented; a detoasted copy lives in the current memory context.
+    unsafe {
+        let value = if varatt_is_1b_e(value) || varatt_is_4b_c(value) {
+            pg_sys::pg_detoast_datum_packed(value)
+        } else {
+            value
+        };
+        varlena_to_byte_slice(value)
+    }
+}
+
+/// The one-byte varlena header of a value of `len` bytes, at most [`SHORT_VARLENA_MAX`], as
+/// PostgreSQL's `SET_VARSIZE_SHORT` writes it on a little-endian machine.
+pub(crate) const fn short_varlena_header(len: usize) -> u8 {
+    const {
+        assert!(
+            cfg!(target_endian = "little"),
+            "one-byte varlena headers are written for little-endian machines"
+        )
+    };
+    assert!(
+        len <= SHORT_VARLENA_MAX,
+        "a short varlena holds at most 126 bytes"
+    );
+    (((len + 1) as u8) << 1) | 1
+}
+
+/// The longest value a one-byte varlena header can describe.
+pub(crate) const SHORT_VARLENA_MAX: usize = 126;
+
+/// `text` as a constant with a one-byte header, `N` being the text's length plus one: a datum
+/// may point to it (PostgreSQL reads such values as any other and copies them when it stores
+/// them), so a fixed answer needs no allocation.
+pub(crate) const fn static_text<const N: usize>(text: &str) -> [u8; N] {
+    let bytes = text.as_bytes();
+    assert!(bytes.len() + 1 == N, "N is the text's length plus one");
+    let mut out = [0u8; N];
+    out[0] = short_varlena_header(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        out[i + 1] = bytes[i];
+        i += 1;
+    }
+    out
 }
 
 /// Argument `n` as a raw datum, or `None` for NULL.
@@ -256,8 +310,7 @@ pub(crate) unsafe fn text_array_elements<'a>(
             if *nulls.add(i) {
                 out.push(None);
             } else {
-                let text = pg_sys::pg_detoast_datum_packed((*values.add(i)).cast_mut_ptr());
-                out.push(Some(pgrx::varlena::varlena_to_byte_slice(text)));
+                out.push(Some(varlena_bytes((*values.add(i)).cast_mut_ptr())));
             }
         }
         out

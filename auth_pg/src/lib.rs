@@ -26,6 +26,7 @@ mod jwt;
 mod notify;
 mod packed;
 mod permissions;
+mod raw;
 mod sessions;
 mod storage;
 mod tokens;

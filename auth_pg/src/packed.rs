@@ -83,10 +83,7 @@ unsafe fn write_value(out: &mut Vec<u8>, field: Field, value: Datum) {
     // memory context, which outlives this call.
     unsafe {
         match field {
-            Field::Text => {
-                let text = pg_sys::pg_detoast_datum_packed(value.cast_mut_ptr());
-                write_bytes(out, pgrx::varlena::varlena_to_byte_slice(text));
-            }
+            Field::Text => write_bytes(out, fmgr::varlena_bytes(value.cast_mut_ptr())),
             Field::Int8 | Field::TimestampTz => {
                 // A by-value 64-bit datum; its bits are the integer's.
                 out.extend_from_slice(&(value.value() as u64).to_be_bytes());

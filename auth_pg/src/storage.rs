@@ -17,6 +17,8 @@ use pgrx::IntoDatum;
 use pgrx::pg_sys::{self, Datum, Oid};
 
 use crate::error::AuthPgError;
+use crate::fmgr::{SHORT_VARLENA_MAX, short_varlena_header};
+use crate::raw;
 
 /// The relations that are read directly.
 #[derive(Clone, Copy, Debug)]
@@ -170,6 +172,7 @@ pub(crate) struct KeyLookup {
     scan: Option<OpenScan>,
 }
 
+#[derive(Clone, Copy)]
 struct OpenScan {
     heap: pg_sys::Relation,
     index: pg_sys::Relation,
@@ -190,23 +193,19 @@ impl KeyLookup {
     }
 
     fn open_scan(table: Rel, index: Rel) -> OpenScan {
-        let heap = open(table, false);
-        let index = open(index, true);
-        // SAFETY: both relations are open and locked; the active snapshot (or, outside a
-        // query, the transaction snapshot) outlives this scan, which ends within the call.
-        unsafe {
-            let snapshot = if pg_sys::ActiveSnapshotSet() {
-                pg_sys::GetActiveSnapshot()
-            } else {
-                pg_sys::GetTransactionSnapshot()
-            };
-            OpenScan {
-                heap,
-                index,
-                scan: pg_sys::index_beginscan(heap, index, snapshot, 1, 0),
-                slot: pg_sys::table_slot_create(heap, std::ptr::null_mut()),
-            }
-        }
+        let (heap_oid, index_oid) = (relation_oid(table), relation_oid(index));
+        // SAFETY: one boundary around plain calls (see `raw`); the closure holds only raw
+        // pointers and integers and cannot panic.
+        let opened =
+            unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| open_scan_raw(heap_oid, index_oid)) };
+        opened.unwrap_or_else(|| {
+            // A remembered OID went stale (a dropped or replaced relation): find the relations
+            // again, or raise an ERROR that names the missing one.
+            let heap = open(table, false);
+            let index = open(index, true);
+            // SAFETY: as above; both relations are open and locked.
+            unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| begin_scan_raw(heap, index)) }
+        })
     }
 
     /// Finds the row visible to this statement whose key is `key`, and lets `read` look at it.
@@ -225,41 +224,158 @@ impl KeyLookup {
         read: impl FnOnce(&Row<'_>) -> R,
     ) -> Option<R> {
         let (table, index, key_column) = (self.table, self.index, self.key_column);
-        let open = self
+        let open = *self
             .scan
             .get_or_insert_with(|| Self::open_scan(table, index));
-        let key_datum = key.into_datum().expect("a byte slice is never NULL");
-        // SAFETY: the scan and slot are open; `key_datum` is a palloc'd bytea in the current
-        // memory context, alive until the probe ends; the scan key is copied by index_rescan.
-        unsafe {
-            let mut scan_key: pg_sys::ScanKeyData = std::mem::zeroed();
-            pg_sys::ScanKeyInit(
-                &mut scan_key,
-                1,
-                pg_sys::HTEqualStrategyNumber as pg_sys::StrategyNumber,
-                Oid::from(pg_sys::F_BYTEAEQ),
-                key_datum,
-            );
-            pg_sys::index_rescan(open.scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
-            let direction = pg_sys::ScanDirection::ForwardScanDirection;
-            loop {
-                if !pg_sys::index_getnext_slot(open.scan, direction, open.slot) {
-                    return None;
-                }
-                pg_sys::slot_getallattrs(open.slot);
-                let candidate = Row {
-                    slot: open.slot,
-                    _lookup: PhantomData,
-                };
-                if candidate.bytes(key_column) == Some(key) && accept(&candidate) {
-                    break;
-                }
+        // SAFETY: the slot was made for the open table, whose descriptor it points to.
+        let natts = unsafe { (*(*open.slot).tts_tupleDescriptor).natts };
+        assert!(
+            key_column >= 1 && key_column <= usize::try_from(natts).unwrap_or(0),
+            "key column {key_column} out of range"
+        );
+        // The scan key's argument: a `bytea` with a one-byte header on the stack when the key
+        // is short enough for one (every credential hash is), else a palloc'd copy. It is read
+        // only while searching below (the hash index hashes it in its first step; it compares
+        // nothing else), and the next probe replaces it before searching again.
+        let mut short = [0u8; SHORT_VARLENA_MAX + 1];
+        let key_datum = if key.len() <= SHORT_VARLENA_MAX {
+            short[0] = short_varlena_header(key.len());
+            short[1..=key.len()].copy_from_slice(key);
+            Datum::from(short.as_ptr())
+        } else {
+            key.into_datum().expect("a byte slice is never NULL")
+        };
+        // SAFETY: a zeroed ScanKeyData is a valid value for ScanKeyInit to fill.
+        let mut scan_key: pg_sys::ScanKeyData = unsafe { std::mem::zeroed() };
+        let mut restart = true;
+        loop {
+            // SAFETY: one boundary around plain calls (see `raw`): the closure holds raw
+            // pointers, integers and borrowed slices and cannot panic. The scan and slot are
+            // open; `key_datum` and `scan_key` outlive the search.
+            let found = unsafe {
+                pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                    if restart {
+                        raw::ScanKeyInit(
+                            &mut scan_key,
+                            1,
+                            pg_sys::HTEqualStrategyNumber as pg_sys::StrategyNumber,
+                            pg_sys::RegProcedure::from(pg_sys::F_BYTEAEQ),
+                            key_datum,
+                        );
+                        raw::index_rescan(open.scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
+                    }
+                    next_with_key_raw(open.scan, open.slot, key_column, key)
+                })
+            };
+            restart = false;
+            if !found {
+                return None;
+            }
+            let candidate = Row {
+                slot: open.slot,
+                _lookup: PhantomData,
+            };
+            if accept(&candidate) {
+                return Some(read(&candidate));
             }
         }
-        Some(read(&Row {
-            slot: open.slot,
-            _lookup: PhantomData,
-        }))
+    }
+}
+
+/// Opens `heap_oid` and `index_oid` and starts a scan of the index, or returns `None` (with
+/// nothing left open) when either is gone or is not what it should be.
+///
+/// # Safety
+///
+/// Within `pg_guard_ffi_boundary` (see `raw`).
+unsafe fn open_scan_raw(heap_oid: Oid, index_oid: Oid) -> Option<OpenScan> {
+    let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+    // SAFETY: as documented; an open relation has a valid `rd_rel`.
+    unsafe {
+        let heap = raw::try_relation_open(heap_oid, lock);
+        let index = if heap.is_null() {
+            std::ptr::null_mut()
+        } else {
+            raw::try_relation_open(index_oid, lock)
+        };
+        let is = |relation: pg_sys::Relation, kind: u8| {
+            !relation.is_null() && (*(*relation).rd_rel).relkind as u8 == kind
+        };
+        if is(heap, pg_sys::RELKIND_RELATION) && is(index, pg_sys::RELKIND_INDEX) {
+            return Some(begin_scan_raw(heap, index));
+        }
+        for relation in [index, heap] {
+            if !relation.is_null() {
+                raw::relation_close(relation, lock);
+            }
+        }
+        None
+    }
+}
+
+/// Starts a scan of `index` on `heap` under the statement's snapshot, with a slot for its rows.
+///
+/// # Safety
+///
+/// Within `pg_guard_ffi_boundary` (see `raw`); both relations open and locked. The active
+/// snapshot (or, outside a query, the transaction snapshot) outlives the scan, which ends
+/// within the call.
+unsafe fn begin_scan_raw(heap: pg_sys::Relation, index: pg_sys::Relation) -> OpenScan {
+    // SAFETY: as documented.
+    unsafe {
+        let snapshot = if raw::ActiveSnapshotSet() {
+            raw::GetActiveSnapshot()
+        } else {
+            raw::GetTransactionSnapshot()
+        };
+        OpenScan {
+            heap,
+            index,
+            scan: raw::index_beginscan(heap, index, snapshot, 1, 0),
+            slot: raw::table_slot_create(heap, std::ptr::null_mut()),
+        }
+    }
+}
+
+/// Advances `scan` to the next row whose `bytea` column `key_column` (1-based) equals `key`,
+/// with all its attributes deformed into `slot`; false when there is none.
+///
+/// SECURITY: a hash index returns every row whose 32-bit hash code matches: the comparison of
+/// the whole key here is what makes a probe exact (see [`KeyLookup`]).
+///
+/// # Safety
+///
+/// Within `pg_guard_ffi_boundary` (see `raw`), on an open scan that has been given its key.
+unsafe fn next_with_key_raw(
+    scan: pg_sys::IndexScanDesc,
+    slot: *mut pg_sys::TupleTableSlot,
+    key_column: usize,
+    key: &[u8],
+) -> bool {
+    use pgrx::varlena::{varatt_is_1b_e, varatt_is_4b_c, varlena_to_byte_slice};
+    // SAFETY: as documented; after `slot_getsomeattrs_int` every attribute's value and null
+    // flag is set; the key column is a `bytea` (checked against the catalog by a test) and
+    // within the descriptor (`KeyLookup::new`'s callers use the column constants).
+    unsafe {
+        let direction = pg_sys::ScanDirection::ForwardScanDirection;
+        while raw::index_getnext_slot(scan, direction, slot) {
+            let natts = (*(*slot).tts_tupleDescriptor).natts;
+            if i32::from((*slot).tts_nvalid) < natts {
+                raw::slot_getsomeattrs_int(slot, natts);
+            }
+            if *(*slot).tts_isnull.add(key_column - 1) {
+                continue;
+            }
+            let mut value =
+                (*(*slot).tts_values.add(key_column - 1)).cast_mut_ptr::<pg_sys::varlena>();
+            if varatt_is_1b_e(value) || varatt_is_4b_c(value) {
+                value = raw::pg_detoast_datum_packed(value);
+            }
+            if varlena_to_byte_slice(value) == key {
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -271,14 +387,17 @@ impl Drop for KeyLookup {
             // buffer pin and the locks. Calling into Postgres now could free them twice.
             return;
         }
-        // SAFETY: everything was opened in `open_scan` and is closed exactly once, here. The
-        // locks are kept until the transaction ends, as the executor does for the relations a
-        // query reads; commit releases them all at once, which is cheaper than one by one.
+        // SAFETY: everything was opened in `open_scan` and is closed exactly once, here, in one
+        // boundary around plain calls (see `raw`). The locks are kept until the transaction
+        // ends, as the executor does for the relations a query reads; commit releases them all
+        // at once, which is cheaper than one by one.
         unsafe {
-            pg_sys::ExecDropSingleTupleTableSlot(open.slot);
-            pg_sys::index_endscan(open.scan);
-            pg_sys::index_close(open.index, pg_sys::NoLock as pg_sys::LOCKMODE);
-            pg_sys::relation_close(open.heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+            pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                raw::ExecDropSingleTupleTableSlot(open.slot);
+                raw::index_endscan(open.scan);
+                raw::index_close(open.index, pg_sys::NoLock as pg_sys::LOCKMODE);
+                raw::relation_close(open.heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+            });
         }
     }
 }
@@ -367,19 +486,6 @@ impl Row<'_> {
     /// A `timestamptz` attribute, in microseconds since 2000-01-01.
     pub(crate) fn timestamptz(&self, attno: usize) -> Option<pg_sys::TimestampTz> {
         self.datum(attno).map(|d| d.value() as pg_sys::TimestampTz)
-    }
-
-    /// A `bytea` attribute's bytes, borrowed from the row (detoasted into the current memory
-    /// context if it was compressed or stored out of line).
-    pub(crate) fn bytes(&self, attno: usize) -> Option<&[u8]> {
-        let datum = self.datum(attno)?;
-        // SAFETY: the attribute is a `bytea` (the key column given to `KeyLookup::new`, checked
-        // against the catalog by a test); detoasting a packed datum returns it as is or a copy
-        // in the current memory context, alive at least as long as the row.
-        unsafe {
-            let value = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
-            Some(pgrx::varlena::varlena_to_byte_slice(value))
-        }
     }
 
     /// A `text[]` attribute's elements, borrowed from the row (NULL elements are skipped), or

@@ -343,4 +343,28 @@ mod tests {
             );
         }
     }
+
+    /// The statuses are constants with one-byte headers that answers point to: PostgreSQL
+    /// reads each as the text it names, equal to the same text built the usual way.
+    #[pg_test]
+    fn status_constants_are_the_texts_they_name() {
+        use crate::check::Status;
+        for status in Status::ALL {
+            let datum = status.datum();
+            // SAFETY: a status datum is a valid, non-NULL `text`.
+            let read = unsafe { String::from_datum(datum, false) };
+            assert_eq!(read.as_deref(), Some(status.as_str()));
+            let same = Spi::get_one_with_args::<bool>(
+                "SELECT $1 = $2::text AND pg_catalog.octet_length($1) = $3",
+                &[
+                    // SAFETY: as above.
+                    unsafe { DatumWithOid::new(datum, pg_sys::TEXTOID) },
+                    status.as_str().into(),
+                    i32::try_from(status.as_str().len()).expect("short").into(),
+                ],
+            )
+            .expect("compare");
+            assert_eq!(same, Some(true), "{}", status.as_str());
+        }
+    }
 }
