@@ -306,12 +306,12 @@ pub fn workloads(bench: &ApiKeyBench, large: &AuthClient, small: &AuthClient) ->
         ),
     ];
     let mut workloads = vec![crate::select_one(large)];
-    for (label, client, keys) in shapes.iter().cloned() {
-        let client = client.clone();
+    for (label, client, keys) in &shapes {
+        let (client, keys) = ((*client).clone(), keys.clone());
         workloads.push(Workload::new(
             format!("`validate_api_key`, {label}"),
             move |_, random| {
-                let (client, key) = (client.clone(), keys[random % keys.len()].clone());
+                let (client, key) = (client.clone(), crate::Pick::from(&keys, random));
                 async move {
                     let validation = client.validate_api_key(&key).await.expect("validate");
                     assert!(validation.is_valid());
@@ -325,7 +325,7 @@ pub fn workloads(bench: &ApiKeyBench, large: &AuthClient, small: &AuthClient) ->
         workloads.push(Workload::new(
             format!("plain `@>` + `jsonb_path_ops` GIN, {label}"),
             move |_, random| {
-                let (client, hash) = (client.clone(), hashes[random % hashes.len()].clone());
+                let (client, hash) = (client.clone(), crate::Pick::from(&hashes, random));
                 async move { assert!(plain_jsonb_lookup(&client, &hash).await.expect("plain")) }
             },
         ));
@@ -334,7 +334,7 @@ pub fn workloads(bench: &ApiKeyBench, large: &AuthClient, small: &AuthClient) ->
     workloads.push(Workload::new(
         "fetch all 10k organizations and scan",
         move |_, random| {
-            let (client, hash) = (client.clone(), hashes[random % hashes.len()].clone());
+            let (client, hash) = (client.clone(), crate::Pick::from(&hashes, random));
             async move { assert!(fetch_all_and_scan(&client, &hash).await.expect("scan")) }
         },
     ));

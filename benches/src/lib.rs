@@ -275,27 +275,26 @@ pub fn select_one(client: &AuthClient) -> Workload {
 /// The token workloads: `SELECT 1`, the plain SQL, `validate_token` answering as a composite
 /// and as auth_client calls it (packed), each on a random stored token.
 pub fn token_workloads(client: &AuthClient, tokens: Arc<Vec<String>>) -> Vec<Workload> {
-    let pick = |tokens: &Arc<Vec<String>>, random: usize| tokens[random % tokens.len()].clone();
     vec![
         select_one(client),
         Workload::new("plain SQL: pgcrypto `digest` + B-tree", {
             let (client, tokens) = (client.clone(), tokens.clone());
             move |_, random| {
-                let (client, token) = (client.clone(), pick(&tokens, random));
+                let (client, token) = (client.clone(), Pick::from(&tokens, random));
                 async move { assert!(plain_sql_check(&client, &token).await.expect("plain")) }
             }
         }),
         Workload::new("`validate_token` as a composite row", {
             let (client, tokens) = (client.clone(), tokens.clone());
             move |_, random| {
-                let (client, token) = (client.clone(), pick(&tokens, random));
+                let (client, token) = (client.clone(), Pick::from(&tokens, random));
                 async move { assert!(composite_check(&client, &token).await.expect("composite")) }
             }
         }),
         Workload::new("`auth_pg.validate_token`", {
             let client = client.clone();
             move |_, random| {
-                let (client, token) = (client.clone(), pick(&tokens, random));
+                let (client, token) = (client.clone(), Pick::from(&tokens, random));
                 async move {
                     let validation = client.validate_token(&token).await.expect("validate");
                     assert!(validation.is_valid());
@@ -303,6 +302,33 @@ pub fn token_workloads(client: &AuthClient, tokens: Arc<Vec<String>>) -> Vec<Wor
             }
         }),
     ]
+}
+
+/// One element of a shared pool of request inputs (tokens, keys, hashes), picked without
+/// copying it: a workload's call borrows it from the pool, as an application's handler borrows
+/// the credential of the request it serves, so that the harness allocates nothing per call.
+#[derive(Clone, Debug)]
+pub struct Pick {
+    pool: Arc<Vec<String>>,
+    index: usize,
+}
+
+impl Pick {
+    /// The element of `pool` that the random number `random` selects.
+    pub fn from(pool: &Arc<Vec<String>>, random: usize) -> Self {
+        Self {
+            pool: pool.clone(),
+            index: random % pool.len(),
+        }
+    }
+}
+
+impl std::ops::Deref for Pick {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.pool[self.index]
+    }
 }
 
 /// `n` new random credentials of `kind`, in clear.

@@ -194,7 +194,6 @@ pub async fn plain_read(
 pub fn workloads(client: &AuthClient, live: &[String]) -> Vec<Workload> {
     let all = Arc::new(live.to_vec());
     let busy = Arc::new(live[..BUSY_SESSIONS.min(live.len())].to_vec());
-    let pick = |tokens: &Arc<Vec<String>>, random: usize| tokens[random % tokens.len()].clone();
     let mut workloads = vec![select_one(client)];
     for (name, touch) in [
         ("plain SQL: read", false),
@@ -202,14 +201,14 @@ pub fn workloads(client: &AuthClient, live: &[String]) -> Vec<Workload> {
     ] {
         let (client, tokens) = (client.clone(), all.clone());
         workloads.push(Workload::new(name, move |_, random| {
-            let (client, token) = (client.clone(), pick(&tokens, random));
+            let (client, token) = (client.clone(), crate::Pick::from(&tokens, random));
             async move { assert!(plain_read(&client, &token, touch).await.expect("plain")) }
         }));
     }
     {
         let (client, tokens) = (client.clone(), all.clone());
         workloads.push(Workload::new("`validate_session`", move |_, random| {
-            let (client, token) = (client.clone(), pick(&tokens, random));
+            let (client, token) = (client.clone(), crate::Pick::from(&tokens, random));
             async move {
                 let answer = client.validate_session(&token).await.expect("validate");
                 assert!(answer.is_valid(), "{}", answer.status);
@@ -225,7 +224,7 @@ pub fn workloads(client: &AuthClient, live: &[String]) -> Vec<Workload> {
     ] {
         let client = client.clone();
         workloads.push(Workload::new(name, move |_, random| {
-            let (client, token) = (client.clone(), pick(&tokens, random));
+            let (client, token) = (client.clone(), crate::Pick::from(&tokens, random));
             async move {
                 let answer = client.touch_session(&token).await.expect("touch");
                 assert!(answer.is_valid(), "{}", answer.status);
