@@ -51,7 +51,6 @@ pub(crate) unsafe fn short_text_arg<'call>(
     n: usize,
     limit: usize,
 ) -> Option<&'call [u8]> {
-    use pgrx::varlena::{varatt_is_1b_e, varatt_is_4b_c};
     // SAFETY: the caller guarantees `fcinfo` has at least n + 1 arguments, of type text.
     unsafe {
         let arg = &*(*fcinfo).args.as_ptr().add(n);
@@ -59,7 +58,7 @@ pub(crate) unsafe fn short_text_arg<'call>(
             return None;
         }
         let value = arg.value.cast_mut_ptr::<pg_sys::varlena>();
-        if (varatt_is_1b_e(value) || varatt_is_4b_c(value))
+        if is_toasted(value)
             && pg_sys::toast_raw_datum_size(arg.value) > limit.saturating_add(pg_sys::VARHDRSZ)
         {
             return None;
@@ -76,16 +75,26 @@ pub(crate) unsafe fn short_text_arg<'call>(
 ///
 /// `value` must point to a valid varlena that outlives the returned slice.
 pub(crate) unsafe fn varlena_bytes<'a>(value: *mut pg_sys::varlena) -> &'a [u8] {
-    use pgrx::varlena::{varatt_is_1b_e, varatt_is_4b_c, varlena_to_byte_slice};
     // SAFETY: as documented; a detoasted copy lives in the current memory context.
     unsafe {
-        let value = if varatt_is_1b_e(value) || varatt_is_4b_c(value) {
+        let value = if is_toasted(value) {
             pg_sys::pg_detoast_datum_packed(value)
         } else {
             value
         };
-        varlena_to_byte_slice(value)
+        pgrx::varlena::varlena_to_byte_slice(value)
     }
+}
+
+/// Whether a varlena is compressed or stored out of line, so that reading its bytes needs
+/// `pg_detoast_datum_packed`; a plain value, with either header, can be read where it lies.
+///
+/// # Safety
+///
+/// `value` must point to a valid varlena.
+pub(crate) unsafe fn is_toasted(value: *const pg_sys::varlena) -> bool {
+    // SAFETY: as documented; both tests read the header only.
+    unsafe { pgrx::varlena::varatt_is_1b_e(value) || pgrx::varlena::varatt_is_4b_c(value) }
 }
 
 /// The one-byte varlena header of a value of `len` bytes, at most [`SHORT_VARLENA_MAX`], as

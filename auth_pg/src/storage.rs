@@ -352,7 +352,6 @@ unsafe fn next_with_key_raw(
     key_column: usize,
     key: &[u8],
 ) -> bool {
-    use pgrx::varlena::{varatt_is_1b_e, varatt_is_4b_c, varlena_to_byte_slice};
     // SAFETY: as documented; after `slot_getsomeattrs_int` every attribute's value and null
     // flag is set; the key column is a `bytea` (checked against the catalog by a test) and
     // within the descriptor (`KeyLookup::new`'s callers use the column constants).
@@ -368,10 +367,11 @@ unsafe fn next_with_key_raw(
             }
             let mut value =
                 (*(*slot).tts_values.add(key_column - 1)).cast_mut_ptr::<pg_sys::varlena>();
-            if varatt_is_1b_e(value) || varatt_is_4b_c(value) {
+            if crate::fmgr::is_toasted(value) {
+                // Not `fmgr::varlena_bytes`: its guarded call must not run inside a boundary.
                 value = raw::pg_detoast_datum_packed(value);
             }
-            if varlena_to_byte_slice(value) == key {
+            if pgrx::varlena::varlena_to_byte_slice(value) == key {
                 return true;
             }
         }
