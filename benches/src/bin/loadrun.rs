@@ -28,7 +28,7 @@ use auth_pg_benches::load::{Plan, Workload, machine, run_and_report};
 use auth_pg_benches::permissions::{PermissionBench, workloads as permission_workloads};
 use auth_pg_benches::sessions::{SessionBench, session_count, workloads as session_workloads};
 use auth_pg_benches::stats::{Summary, median};
-use auth_pg_benches::{TokenBench, token_count, token_workloads};
+use auth_pg_benches::{Pick, TokenBench, token_count, token_workloads};
 
 /// A throwaway redis-server on a Unix socket, holding one cached answer per token.
 struct Redis {
@@ -123,7 +123,7 @@ async fn tokens(plan: &Plan, redis: bool) {
             1,
             Workload::new("Redis GET of a cached answer", move |caller, random| {
                 let mut connection = connections[caller % connections.len()].clone();
-                let token = tokens[random % tokens.len()].clone();
+                let token = Pick::from(&tokens, random);
                 async move {
                     let value: Option<String> = redis::cmd("GET")
                         .arg(cache_key(&token))
@@ -395,7 +395,7 @@ async fn client_cache(plan: &Plan) {
     let validate = |name: &str, client: &auth_client::AuthClient, tokens: &Arc<Vec<String>>| {
         let (client, tokens) = (client.clone(), tokens.clone());
         Workload::new(name, move |_, random| {
-            let (client, token) = (client.clone(), tokens[random % tokens.len()].clone());
+            let (client, token) = (client.clone(), Pick::from(&tokens, random));
             async move {
                 let answer = client.validate_token(&token).await.expect("validate");
                 assert!(answer.is_valid());
