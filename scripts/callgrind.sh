@@ -39,7 +39,24 @@ PSQL=(psql -X -q -A -t -h "$DIR" -p "$PORT" -U postgres)
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE bench"
 "${PSQL[@]}" -d bench -c "CREATE EXTENSION auth_pg"
 "${PSQL[@]}" -d bench -c "SELECT auth_pg.issue_token('u' || i, '1 day') FROM generate_series(1, 50000) i" \
-    | tail -n 2600 > "$DIR/tokens"
+    > "$DIR/all_tokens"
+tail -n 2600 "$DIR/all_tokens" > "$DIR/tokens"
+# The plain-SQL check the token benches compare with (benches/src/lib.rs, PLAIN_SQL_CHECK): the
+# same tokens' SHA-256 digests from pgcrypto under a B-tree primary key.
+"${PSQL[@]}" -d bench <<SQL
+CREATE EXTENSION pgcrypto;
+CREATE SCHEMA bench_plain;
+CREATE TABLE bench_plain.tokens (
+    token_hash bytea PRIMARY KEY, user_id text NOT NULL, scopes text[] NOT NULL,
+    expires_at timestamptz NOT NULL, revoked_at timestamptz);
+CREATE TEMP TABLE raw (token text);
+\\copy raw FROM '$DIR/all_tokens'
+INSERT INTO bench_plain.tokens (token_hash, user_id, scopes, expires_at)
+    SELECT digest(token, 'sha256'), 'user-' || (row_number() OVER () % 100000), '{read,write}',
+           now() + interval '1 day'
+    FROM raw;
+VACUUM ANALYZE bench_plain.tokens;
+SQL
 "${PSQL[@]}" -d bench -c "SELECT auth_pg.create_session('u' || i, '1 hour', '1 day') FROM generate_series(1, 50000) i" \
     | tail -n 2600 > "$DIR/sessions"
 chmod 0644 "$DIR/tokens" "$DIR/sessions"
@@ -63,7 +80,8 @@ total() {
     done
     awk '/^totals:|^summary:/ {print $2; exit}' "$file"
 }
-for spec in "SELECT 1|" "SELECT auth_pg.validate_token(\$1)|@$DIR/tokens" \
+PLAIN_SQL_CHECK="SELECT user_id, scopes, expires_at, (revoked_at IS NULL AND expires_at > now()) AS valid FROM bench_plain.tokens WHERE token_hash = digest(\$1, 'sha256')"
+for spec in "SELECT 1|" "$PLAIN_SQL_CHECK|@$DIR/tokens" "SELECT auth_pg.validate_token(\$1)|@$DIR/tokens" \
             "SELECT auth_pg.validate_token_packed(\$1)|@$DIR/tokens" \
             "SELECT auth_pg.validate_session_packed(\$1)|@$DIR/sessions" \
             "SELECT auth_pg.touch_session(\$1)|@$DIR/sessions" \

@@ -8,6 +8,8 @@
 
 use pgrx::pg_sys::{self, Datum};
 
+use crate::array::TextElements;
+
 /// The record every version-1 function's `pg_finfo_*` symbol returns.
 pub(crate) static FINFO_V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
 
@@ -287,6 +289,55 @@ pub(crate) unsafe fn text_array_arg<'call>(
         Ok(Some(text_array_elements(array)))
     }
 }
+
+/// The elements of a `text[]` datum as the bytes of each (`None` for a NULL element), in
+/// storage order: read where the value lies when it is plain (the usual case for a row's short
+/// array; see [`crate::array`]), else through a detoasted copy and `deconstruct_array`.
+///
+/// # Safety
+///
+/// `value` must be a non-NULL `text[]` datum that outlives the returned slices; copies are
+/// palloc'd in the current memory context.
+pub(crate) unsafe fn text_array_datum<'a>(value: Datum) -> TextArray<'a> {
+    // SAFETY: as documented.
+    unsafe {
+        match TextElements::parse(varlena_bytes(value.cast_mut_ptr())) {
+            Some(elements) => TextArray::InPlace(elements),
+            None => TextArray::Copied(
+                text_array_elements(
+                    pg_sys::pg_detoast_datum(value.cast_mut_ptr()).cast::<pg_sys::ArrayType>(),
+                )
+                .into_iter(),
+            ),
+        }
+    }
+}
+
+/// The elements of a `text[]`, from [`text_array_datum`].
+pub(crate) enum TextArray<'a> {
+    InPlace(TextElements<'a>),
+    Copied(std::vec::IntoIter<Option<&'a [u8]>>),
+}
+
+impl<'a> Iterator for TextArray<'a> {
+    type Item = Option<&'a [u8]>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Self::InPlace(elements) => elements.next(),
+            Self::Copied(elements) => elements.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Self::InPlace(elements) => elements.size_hint(),
+            Self::Copied(elements) => elements.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for TextArray<'_> {}
 
 /// The elements of a `text[]` as the bytes of each (`None` for a NULL element), in storage
 /// order.

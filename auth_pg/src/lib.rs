@@ -14,6 +14,7 @@
 use pgrx::prelude::*;
 
 mod api_keys;
+mod array;
 mod audit;
 mod check;
 mod edits;

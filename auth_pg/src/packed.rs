@@ -7,8 +7,9 @@
 //! the same answer as the row-returning ones, written by this module in a fixed layout that
 //! needs no lookup; `auth_client` reads it. The layout is [`auth_core::packed`]'s.
 
+use std::cell::RefCell;
+
 use auth_core::packed::{NULL_ELEMENT, VERSION, tag};
-use pgrx::IntoDatum;
 use pgrx::pg_sys::{self, Datum};
 
 use crate::fmgr;
@@ -48,6 +49,12 @@ impl Field {
     }
 }
 
+thread_local! {
+    /// The answer being written, kept between calls so that packing allocates only the
+    /// returned `bytea`.
+    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Packs an answer: `values[0]` is the status (text), `values[i + 1]` is written as
 /// `fields[i]`. By-reference values may point into a shared buffer: they are copied.
 pub(crate) fn pack(fields: &[Field], values: &[Datum], nulls: &[bool]) -> Datum {
@@ -55,22 +62,49 @@ pub(crate) fn pack(fields: &[Field], values: &[Datum], nulls: &[bool]) -> Datum 
         values.len() == fields.len() + 1 && nulls.len() == values.len(),
         "answer arity"
     );
-    let mut out = Vec::with_capacity(128);
-    out.push(VERSION);
-    let kinds = std::iter::once(Field::Text).chain(fields.iter().copied());
-    for ((field, &value), &null) in kinds.zip(values).zip(nulls) {
-        if null {
-            out.push(tag::NULL);
-        } else {
-            out.push(field.tag());
-            // SAFETY: the value is non-NULL and of the attribute's type, which `fields` states
-            // (checked against the catalog by a test).
-            unsafe { write_value(&mut out, field, value) };
+    BUFFER.with_borrow_mut(|out| {
+        out.clear();
+        out.push(VERSION);
+        let kinds = std::iter::once(Field::Text).chain(fields.iter().copied());
+        for ((field, &value), &null) in kinds.zip(values).zip(nulls) {
+            if null {
+                out.push(tag::NULL);
+            } else {
+                out.push(field.tag());
+                // SAFETY: the value is non-NULL and of the attribute's type, which `fields`
+                // states (checked against the catalog by a test).
+                unsafe { write_value(out, field, value) };
+            }
         }
+        let answer = bytea(out);
+        // An unusually large answer (huge metadata) does not stay allocated.
+        if out.capacity() > RETAINED_CAPACITY {
+            *out = Vec::new();
+        }
+        answer
+    })
+}
+
+/// The most the packing buffer keeps between calls.
+const RETAINED_CAPACITY: usize = 64 * 1024;
+
+/// A `bytea` holding `bytes`, palloc'd in the current memory context.
+fn bytea(bytes: &[u8]) -> Datum {
+    let size = pg_sys::VARHDRSZ + bytes.len();
+    // A row's values are each under 1 GB; an answer of a few of them fits a varlena's size.
+    let size_i32 = i32::try_from(size).expect("an answer fits in a bytea");
+    // SAFETY: palloc raises an ERROR rather than return NULL; the header and the bytes are
+    // written within the `size` bytes allocated.
+    unsafe {
+        let value = pg_sys::palloc(size).cast::<pg_sys::varlena>();
+        pgrx::varlena::set_varsize_4b(value, size_i32);
+        std::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            value.cast::<u8>().add(pg_sys::VARHDRSZ),
+            bytes.len(),
+        );
+        Datum::from(value)
     }
-    out.as_slice()
-        .into_datum()
-        .expect("a byte slice is never NULL")
 }
 
 /// Writes `value` as `field`.
@@ -89,9 +123,7 @@ unsafe fn write_value(out: &mut Vec<u8>, field: Field, value: Datum) {
                 out.extend_from_slice(&(value.value() as u64).to_be_bytes());
             }
             Field::TextArray => {
-                let array =
-                    pg_sys::pg_detoast_datum(value.cast_mut_ptr()).cast::<pg_sys::ArrayType>();
-                let elements = fmgr::text_array_elements(array);
+                let elements = fmgr::text_array_datum(value);
                 write_len(out, elements.len());
                 for element in elements {
                     match element {

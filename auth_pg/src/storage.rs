@@ -489,22 +489,17 @@ impl Row<'_> {
     }
 
     /// A `text[]` attribute's elements, borrowed from the row (NULL elements are skipped), or
-    /// `None` for NULL. Read in storage order; the array is detoasted into the current memory
+    /// `None` for NULL. Read in storage order, in place or from a copy in the current memory
     /// context, which lives at least as long as the row.
     pub(crate) fn text_array(&self, attno: usize) -> Option<Vec<&[u8]>> {
         let datum = self.datum(attno)?;
         // SAFETY: the attribute is a `text[]` (callers use the column constants checked against
-        // the catalog); the detoasted array lives in the current memory context, at least as
-        // long as the row.
-        unsafe {
-            let array = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<pg_sys::ArrayType>();
-            Some(
-                crate::fmgr::text_array_elements(array)
-                    .into_iter()
-                    .flatten()
-                    .collect(),
-            )
-        }
+        // the catalog) that lives as long as the row.
+        Some(
+            unsafe { crate::fmgr::text_array_datum(datum) }
+                .flatten()
+                .collect(),
+        )
     }
 
     /// A `text` attribute, copied out of the row.

@@ -6,6 +6,7 @@ use pgrx::{PgSqlErrorCode, Spi};
 
 mod api_keys;
 mod arguments;
+mod arrays;
 mod jsonb;
 mod jwt;
 mod packed;
