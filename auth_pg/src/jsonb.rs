@@ -449,3 +449,291 @@ fn varlena_header(size: u32) -> u32 {
         size
     }
 }
+
+/// How deep [`write_text`] follows nested containers before it leaves a value to
+/// `JsonbToCString`.
+const TEXT_MAX_DEPTH: usize = 64;
+
+/// Appends the JSON text of the `jsonb` value whose bytes after its varlena header are `body`,
+/// exactly as `jsonb_out` writes it (`", "` between items, `": "` after keys, keys in stored
+/// order, strings escaped as `escape_json` escapes them, numbers by `numeric_out`). Returns
+/// false, having appended nothing, for a value it does not read (nesting deeper than
+/// [`TEXT_MAX_DEPTH`], or a layout whose bounds do not hold): the caller then asks PostgreSQL.
+///
+/// A check's answer carries the row's metadata as text; `JsonbToCString` builds it through an
+/// iterator that pallocs a frame per container and a `StringInfo` that grows by doubling,
+/// several times the work of reading the layout directly.
+pub(crate) fn write_text(body: &[u8], out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    let written = Container::at(body).and_then(|root| {
+        if root.header & JB_FSCALAR == 0 {
+            return root.write(out, 0);
+        }
+        // A lone scalar at the top: an array of one element, written as the element.
+        if root.count != 1 || root.header & JB_FARRAY == 0 {
+            return None;
+        }
+        root.children(0).next()??.write(out, 0)
+    });
+    if written.is_none() {
+        out.truncate(start);
+    }
+    written.is_some()
+}
+
+/// A `JsonbContainer`: its header word, its `JEntry` words, then its children's data.
+#[derive(Clone, Copy)]
+struct Container<'a> {
+    bytes: &'a [u8],
+    header: u32,
+    /// Elements of an array, pairs of an object.
+    count: usize,
+    /// `JEntry` words: `count` for an array, twice that for an object (keys, then values).
+    entries: usize,
+}
+
+/// One child of a container: its `JEntry` type and its data.
+struct Node<'a> {
+    kind: u32,
+    data: &'a [u8],
+    /// The data's offset from the start of the container's data area, for the alignment of
+    /// numerics and containers.
+    offset: usize,
+}
+
+/// Iterates children of a container in order, from a given index.
+struct Nodes<'a> {
+    container: Container<'a>,
+    index: usize,
+    end: usize,
+    offset: usize,
+}
+
+fn word(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+impl<'a> Container<'a> {
+    fn at(bytes: &'a [u8]) -> Option<Self> {
+        let header = word(bytes, 0)?;
+        let count = usize::try_from(header & 0x0FFF_FFFF).ok()?;
+        let entries = if header & JB_FOBJECT != 0 {
+            count.checked_mul(2)?
+        } else if header & JB_FARRAY != 0 {
+            count
+        } else {
+            return None;
+        };
+        // Every entry word must be there before any is read.
+        bytes.get(..entries.checked_mul(4)?.checked_add(4)?)?;
+        Some(Self {
+            bytes,
+            header,
+            count,
+            entries,
+        })
+    }
+
+    fn entry(&self, index: usize) -> u32 {
+        word(self.bytes, 4 + 4 * index).expect("entries are checked in `at`")
+    }
+
+    /// Where child `index`'s data starts in the data area (`getJsonbOffset`).
+    fn offset_of(&self, index: usize) -> Option<usize> {
+        let mut offset: usize = 0;
+        for i in (0..index).rev() {
+            let entry = self.entry(i);
+            offset = offset.checked_add((entry & JENTRY_OFFLENMASK) as usize)?;
+            if entry & JENTRY_HAS_OFF != 0 {
+                break;
+            }
+        }
+        Some(offset)
+    }
+
+    /// Children `from..` up to the end of the array, or of the keys when `from` is a key of an
+    /// object, or of the values when it is a value.
+    fn children(&self, from: usize) -> Nodes<'a> {
+        let end = if self.header & JB_FOBJECT != 0 && from < self.count {
+            self.count
+        } else {
+            self.entries
+        };
+        Nodes {
+            container: *self,
+            index: from,
+            end,
+            offset: self.offset_of(from).unwrap_or(usize::MAX),
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>, depth: usize) -> Option<()> {
+        if depth >= TEXT_MAX_DEPTH {
+            return None;
+        }
+        if self.header & JB_FOBJECT != 0 {
+            out.push(b'{');
+            let values = self.children(self.count);
+            for (i, (key, value)) in self.children(0).zip(values).enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                let key = key?;
+                if key.kind != JENTRY_ISSTRING {
+                    return None;
+                }
+                escape_json(out, key.data)?;
+                out.extend_from_slice(b": ");
+                value?.write(out, depth + 1)?;
+            }
+            out.push(b'}');
+        } else {
+            out.push(b'[');
+            for (i, element) in self.children(0).enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                element?.write(out, depth + 1)?;
+            }
+            out.push(b']');
+        }
+        Some(())
+    }
+}
+
+impl<'a> Iterator for Nodes<'a> {
+    /// `None` inside when a bound does not hold.
+    type Item = Option<Node<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.index >= self.end {
+            return None;
+        }
+        let entry = self.container.entry(self.index);
+        self.index += 1;
+        let start = self.offset;
+        let field = (entry & JENTRY_OFFLENMASK) as usize;
+        let end = if entry & JENTRY_HAS_OFF != 0 {
+            field
+        } else {
+            start.saturating_add(field)
+        };
+        self.offset = end;
+        let base = 4 + 4 * self.container.entries;
+        let data = base
+            .checked_add(start)
+            .zip(base.checked_add(end))
+            .filter(|(from, to)| from <= to)
+            .and_then(|(from, to)| self.container.bytes.get(from..to));
+        Some(data.map(|data| Node {
+            kind: entry & JENTRY_TYPEMASK,
+            data,
+            offset: start,
+        }))
+    }
+}
+
+impl Node<'_> {
+    /// The data after the padding that aligns a numeric or container to 4 bytes.
+    fn aligned(&self) -> Option<&[u8]> {
+        self.data
+            .get(self.offset.next_multiple_of(4) - self.offset..)
+    }
+
+    fn write(&self, out: &mut Vec<u8>, depth: usize) -> Option<()> {
+        match self.kind {
+            JENTRY_ISSTRING => escape_json(out, self.data)?,
+            JENTRY_ISBOOL_TRUE => out.extend_from_slice(b"true"),
+            JENTRY_ISBOOL_FALSE => out.extend_from_slice(b"false"),
+            JENTRY_ISNULL => out.extend_from_slice(b"null"),
+            JENTRY_ISNUMERIC => write_numeric(out, self.aligned()?)?,
+            JENTRY_ISCONTAINER => Container::at(self.aligned()?)?.write(out, depth)?,
+            _ => return None,
+        }
+        Some(())
+    }
+}
+
+/// `numeric_out`'s text of the numeric varlena at the start of `data`.
+fn write_numeric(out: &mut Vec<u8>, data: &[u8]) -> Option<()> {
+    let first = *data.first()?;
+    let size = if first & 0x01 == 0x01 {
+        // A one-byte header (0x01 alone would be an out-of-line pointer, never in a jsonb).
+        (first != 0x01).then_some(usize::from(first >> 1))?
+    } else {
+        let header = word(data, 0)?;
+        (header & 0x03 == 0).then_some((header >> 2) as usize)?
+    };
+    let numeric = data.get(..size)?;
+    // numeric_out reads the value's fields in place: give it an aligned copy, as PostgreSQL
+    // gives it a detoasted one.
+    let copy = PgBytes::copy(numeric);
+    // SAFETY: the copy is a complete numeric varlena (checked header and size); numeric_out
+    // returns its text as a palloc'd C string.
+    let text = unsafe {
+        direct_function_call::<&CStr>(pg_sys::numeric_out, &[Some(copy.datum())])
+            .expect("numeric_out returns text for a value")
+    };
+    out.extend_from_slice(text.to_bytes());
+    Some(())
+}
+
+/// A palloc'd copy of some bytes, freed when dropped.
+struct PgBytes(*mut u8);
+
+impl PgBytes {
+    fn copy(bytes: &[u8]) -> Self {
+        // SAFETY: palloc returns `len` writable bytes (or raises an ERROR); MAXALIGNed.
+        unsafe {
+            let copy = pg_sys::palloc(bytes.len()).cast::<u8>();
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), copy, bytes.len());
+            Self(copy)
+        }
+    }
+
+    fn datum(&self) -> pg_sys::Datum {
+        pg_sys::Datum::from(self.0)
+    }
+}
+
+impl Drop for PgBytes {
+    fn drop(&mut self) {
+        // SAFETY: palloc'd in `copy`, freed once; on an ERROR the memory context frees it.
+        unsafe { pg_sys::pfree(self.0.cast()) };
+    }
+}
+
+/// A JSON string as PostgreSQL's `escape_json` writes it. `None` for a NUL byte, which no
+/// `jsonb` string holds (`escape_json` would stop there).
+fn escape_json(out: &mut Vec<u8>, text: &[u8]) -> Option<()> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let mut plain = 0;
+    for (i, &byte) in text.iter().enumerate() {
+        let escaped: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x0C => b"\\f",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0 => return None,
+            byte if byte < b' ' => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 0x0F)],
+            ],
+            _ => continue,
+        };
+        out.extend_from_slice(&text[plain..i]);
+        out.extend_from_slice(escaped);
+        plain = i + 1;
+    }
+    out.extend_from_slice(&text[plain..]);
+    out.push(b'"');
+    Some(())
+}

@@ -133,6 +133,15 @@ unsafe fn write_value(out: &mut Vec<u8>, field: Field, value: Datum) {
                 }
             }
             Field::Jsonb => {
+                let at = out.len();
+                out.extend_from_slice(&[0; 4]);
+                if crate::jsonb::write_text(fmgr::varlena_bytes(value.cast_mut_ptr()), out) {
+                    let len = out.len() - at - 4;
+                    let len = u32::try_from(len).expect("a value's length fits in 32 bits");
+                    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+                    return;
+                }
+                out.truncate(at);
                 let jsonb = pg_sys::pg_detoast_datum(value.cast_mut_ptr()).cast::<pg_sys::Jsonb>();
                 let size = pgrx::varlena::varsize_any(jsonb.cast());
                 let text = pg_sys::JsonbToCString(

@@ -5,7 +5,7 @@ mod tests {
     use pgrx::prelude::*;
     use serde_json::{Map, Number, Value, json};
 
-    use crate::jsonb::{Unrepresentable, encode, numeric, numeric_holds, numeric_in};
+    use crate::jsonb::{Unrepresentable, encode, numeric, numeric_holds, numeric_in, write_text};
 
     /// The varlena `jsonb_in` makes of `value`'s JSON text.
     fn jsonb_in(value: &Value) -> Vec<u8> {
@@ -141,6 +141,82 @@ mod tests {
             assert_same_as_jsonb_in(&Value::Object(map));
             assert_same_as_jsonb_in(&random.value(0));
         }
+    }
+
+    /// `jsonb_out`'s text of `value`, and the text [`write_text`] writes of the same varlena,
+    /// read both where it lies and from a copy at an odd address; None when it declines.
+    fn texts(value: &Value) -> (String, Option<String>) {
+        let varlena = jsonb_in(value);
+        // SAFETY: a palloc'd copy of a complete jsonb varlena goes to jsonb_out, which returns
+        // a C string.
+        let expected = unsafe {
+            let copy = pg_sys::palloc(varlena.len()).cast::<u8>();
+            std::ptr::copy_nonoverlapping(varlena.as_ptr(), copy, varlena.len());
+            let datum = pgrx::direct_function_call_as_datum(
+                pg_sys::jsonb_out,
+                &[Some(pg_sys::Datum::from(copy))],
+            )
+            .expect("jsonb_out never returns NULL");
+            std::ffi::CStr::from_ptr(datum.cast_mut_ptr())
+                .to_str()
+                .expect("UTF-8")
+                .to_owned()
+        };
+        let body = &varlena[4..];
+        let mut out = b"before".to_vec();
+        let written = write_text(body, &mut out)
+            .then(|| String::from_utf8(out[b"before".len()..].to_vec()).expect("UTF-8"));
+        let mut shifted = vec![0u8];
+        shifted.extend_from_slice(body);
+        let mut again = Vec::new();
+        assert_eq!(
+            write_text(&shifted[1..], &mut again),
+            written.is_some(),
+            "the same answer at an odd address"
+        );
+        if written.is_none() {
+            assert_eq!(out, b"before", "nothing appended when declining");
+        } else {
+            assert_eq!(Some(String::from_utf8(again).expect("UTF-8")), written);
+        }
+        (expected, written)
+    }
+
+    #[pg_test]
+    fn jsonb_text_is_jsonb_outs() {
+        let documents = [
+            json!({}),
+            json!([]),
+            json!({"ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11; Linux x86_64)", "device": "laptop"}),
+            json!({"b": 1, "a": 2, "aa": 3, "ab": {"z": [1, 2.5, -0.0, 1e300, 5e-324]}}),
+            json!({"é": "ü", "😀": "quote \" backslash \\ newline \n tab \t"}),
+            json!({"control": "\u{1}\u{8}\u{c}\r\u{1f}\u{7f}", "": ""}),
+            json!({"n": [u64::MAX, i64::MIN, 0.1, -1.5e-7, 123_456_789.123_456_79]}),
+            json!("a lone string"),
+            json!(42),
+            json!(-0.5),
+            json!(null),
+            json!(true),
+            json!([[[[{"deep": [{}, [], null, false]}]]]]),
+        ];
+        let mut random = Random(0x2545_F491_4F6C_DD1D);
+        let generated = (0..300).flat_map(|_| {
+            let mut map = Map::new();
+            for _ in 0..random.below(40) {
+                map.insert(random.string(), random.value(1));
+            }
+            [Value::Object(map), random.value(0)]
+        });
+        for document in documents.into_iter().chain(generated.collect::<Vec<_>>()) {
+            let (expected, written) = texts(&document);
+            assert_eq!(written.as_deref(), Some(expected.as_str()), "{expected}");
+        }
+        // Deeper than it follows: declined, for PostgreSQL to write.
+        let mut deep = json!("bottom");
+        for _ in 0..70 {
+            deep = json!([deep]);
+        }
+        assert_eq!(texts(&deep).1, None);
     }
 
     #[pg_test]
