@@ -13,7 +13,7 @@ fn benches(c: &mut Criterion) {
     let n = session_count();
     let bench = runtime.block_on(SessionBench::setup(n, 0));
     let client = runtime.block_on(bench.client(8));
-    let workloads = workloads(&client, &bench.live);
+    let workloads = workloads(&client, &bench);
     bench_workloads(c, &runtime, &format!("sessions_{n}"), &workloads, &[1, 8]);
     drop(bench);
 }

@@ -16,7 +16,11 @@ fn benches(c: &mut Criterion) {
     eprintln!("loading {n} tokens...");
     let bench = runtime.block_on(TokenBench::setup(n));
     let client = runtime.block_on(bench.client(8));
-    let workloads = token_workloads(&client, Arc::new(bench.tokens.clone()));
+    let workloads = token_workloads(
+        &client,
+        Arc::new(bench.tokens.clone()),
+        Arc::new(bench.hashes.clone()),
+    );
     bench_workloads(c, &runtime, &format!("tokens_{n}"), &workloads, &[1, 8]);
     drop(bench);
 }

@@ -41,12 +41,21 @@ pub const PLAIN_SQL_CHECK: &str = "SELECT user_id, scopes, expires_at, \
      (revoked_at IS NULL AND expires_at > now()) AS valid \
      FROM bench_plain.tokens WHERE token_hash = digest($1, 'sha256')";
 
+/// The least a check written in plain SQL can cost: the token's row found through auth_pg's
+/// own hash index by its stored hash, with no format check, no hashing and no function call.
+/// Not a way to check a token (a caller never has the hash key): a floor for SQL, measured
+/// beside auth_pg's check, which does all of that and the read in one call.
+pub const ROW_BY_HASH: &str = "SELECT user_id, scopes, expires_at, revoked_at, metadata \
+     FROM auth_pg.tokens WHERE token_hash = $1";
+
 /// A cluster holding `n` tokens twice: in auth_pg, and in the plain-SQL baseline table.
 pub struct TokenBench {
     /// The cluster (stopped and removed when this is dropped).
     pub cluster: Cluster,
     /// The stored tokens, in clear, to pick requests from.
     pub tokens: Vec<String>,
+    /// The stored hash of each token, in the same order (for [`ROW_BY_HASH`]).
+    pub hashes: Vec<Vec<u8>>,
 }
 
 /// Cluster settings for benchmarks: everything fits in memory, as a production auth database
@@ -83,15 +92,18 @@ impl TokenBench {
                  expires_at timestamptz NOT NULL, revoked_at timestamptz);
              CREATE UNLOGGED TABLE bench_plain.raw (token text);
              GRANT USAGE ON SCHEMA bench_plain TO app_validator;
-             GRANT SELECT ON bench_plain.tokens TO app_validator;",
+             GRANT SELECT ON bench_plain.tokens TO app_validator;
+             GRANT SELECT ON auth_pg.tokens TO app_validator;",
         )
         .await
         .expect("baseline schema");
 
         // auth_pg's table, loaded in bulk with hashes computed here with the cluster's key.
         let mut rows = String::with_capacity(n * 120);
+        let mut hashes = Vec::with_capacity(n);
         for (i, token) in tokens.iter().enumerate() {
             let hash = auth_core::credential_hash(key.as_ref(), token.as_bytes());
+            hashes.push(hash.to_vec());
             rows.push_str("\\\\x");
             rows.push_str(&hex(&hash));
             rows.push_str(&format!(
@@ -123,7 +135,11 @@ impl TokenBench {
                 .await
                 .expect("load the baseline");
         }
-        Self { cluster, tokens }
+        Self {
+            cluster,
+            tokens,
+            hashes,
+        }
     }
 
     /// A client connecting as a role that may only check (`auth_pg_validator`), with a pool of
@@ -144,15 +160,19 @@ impl TokenBench {
         // A different token each time, so that a cached client prepares its statements too.
         let warm_tokens: Arc<Vec<String>> =
             Arc::new(self.tokens.iter().take(1000).cloned().collect());
+        let warm_hashes: Arc<Vec<Vec<u8>>> =
+            Arc::new(self.hashes.iter().take(1000).cloned().collect());
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut config = bench_config(&self.cluster, roles::VALIDATOR, DATABASE, pool_size);
         config.cache(capacity);
         warmed_client_with(&config, pool_size, 50, move |client| {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let token = warm_tokens[i % warm_tokens.len()].clone();
+            let hash = warm_hashes[i % warm_hashes.len()].clone();
             async move {
                 client.validate_token(&token).await.expect("validate");
                 plain_sql_check(&client, &token).await.expect("plain");
+                row_by_hash(&client, &hash).await.expect("row by hash");
             }
         })
         .await
@@ -228,6 +248,13 @@ pub(crate) async fn copy_in(db: &tokio_postgres::Client, statement: &str, data: 
     sink.close().await.expect("COPY end");
 }
 
+/// [`ROW_BY_HASH`]: returns whether the row was found.
+pub async fn row_by_hash(client: &AuthClient, hash: &[u8]) -> Result<bool, auth_client::Error> {
+    let connection = client.pool().get().await?;
+    let statement = connection.prepare_cached(ROW_BY_HASH).await?;
+    Ok(connection.query_opt(&statement, &[&hash]).await?.is_some())
+}
+
 /// The plain-SQL baseline: returns whether the token is valid.
 pub async fn plain_sql_check(client: &AuthClient, token: &str) -> Result<bool, auth_client::Error> {
     let connection = client.pool().get().await?;
@@ -272,11 +299,26 @@ pub fn select_one(client: &AuthClient) -> Workload {
     })
 }
 
-/// The token workloads: `SELECT 1`, the plain SQL, `validate_token` answering as a composite
-/// and as auth_client calls it (packed), each on a random stored token.
-pub fn token_workloads(client: &AuthClient, tokens: Arc<Vec<String>>) -> Vec<Workload> {
+/// The token workloads: `SELECT 1`, the row by its stored hash ([`ROW_BY_HASH`]), the plain
+/// SQL, `validate_token` answering as a composite and as auth_client calls it (packed), each on
+/// a random stored token (`hashes` are the tokens' stored hashes, in the same order).
+pub fn token_workloads(
+    client: &AuthClient,
+    tokens: Arc<Vec<String>>,
+    hashes: Arc<Vec<Vec<u8>>>,
+) -> Vec<Workload> {
     vec![
         select_one(client),
+        Workload::new("plain SQL floor: the row by its stored hash", {
+            let client = client.clone();
+            move |_, random| {
+                let (client, hashes) = (client.clone(), hashes.clone());
+                async move {
+                    let hash = &hashes[random % hashes.len()];
+                    assert!(row_by_hash(&client, hash).await.expect("row by hash"));
+                }
+            }
+        }),
         Workload::new("plain SQL: pgcrypto `digest` + B-tree", {
             let (client, tokens) = (client.clone(), tokens.clone());
             move |_, random| {

@@ -33,6 +33,13 @@ pub const PLAIN_READ: &str = "SELECT user_id, metadata, last_activity + idle_tim
      WHERE token_hash = digest($1, 'sha256') AND revoked_at IS NULL \
        AND last_activity + idle_timeout > now() AND absolute_expires_at > now()";
 
+/// The least a check written in plain SQL can cost: the session's row found through auth_pg's
+/// own hash index by its stored hash, with no format check, no hashing and no function call.
+/// Not a way to check a session (a caller never has the hash key): a floor for SQL,
+/// measured beside auth_pg's check, which does all of that and the read in one call.
+pub const ROW_BY_HASH: &str = "SELECT user_id, session_id, idle_expires_at, absolute_expires_at, \
+     metadata, revoked_at FROM auth_pg.sessions WHERE session_hash = $1";
+
 /// The plain touch, run after the read on every request.
 pub const PLAIN_TOUCH: &str =
     "UPDATE bench_plain.sessions SET last_activity = now() WHERE token_hash = digest($1, 'sha256')";
@@ -43,6 +50,8 @@ pub struct SessionBench {
     pub cluster: Cluster,
     /// The tokens of the sessions in force, in clear.
     pub live: Vec<String>,
+    /// The stored hash of each session in force, in the same order (for [`ROW_BY_HASH`]).
+    pub live_hashes: Vec<Vec<u8>>,
 }
 
 fn tokens(n: usize) -> Vec<String> {
@@ -68,13 +77,18 @@ impl SessionBench {
                  absolute_expires_at timestamptz NOT NULL, revoked_at timestamptz);
              CREATE UNLOGGED TABLE bench_plain.raw (token text);
              GRANT USAGE ON SCHEMA bench_plain TO app_validator;
-             GRANT SELECT, UPDATE ON bench_plain.sessions TO app_validator;",
+             GRANT SELECT, UPDATE ON bench_plain.sessions TO app_validator;
+             GRANT SELECT ON auth_pg.sessions TO app_validator;",
         )
         .await
         .expect("baseline schema");
 
         let live_tokens = tokens(live);
         let expired_tokens = tokens(expired);
+        let live_hashes: Vec<Vec<u8>> = live_tokens
+            .iter()
+            .map(|t| auth_core::credential_hash(key.as_ref(), t.as_bytes()).to_vec())
+            .collect();
         eprintln!("loading {live} live and {expired} expired sessions...");
         // Interleaved, as sessions of different ages are on a real table's pages.
         let mut rows = String::with_capacity((live + expired) * 200);
@@ -143,12 +157,14 @@ impl SessionBench {
         Self {
             cluster,
             live: live_tokens,
+            live_hashes,
         }
     }
 
     /// A validator client with `pool_size` connections, all opened and statements prepared.
     pub async fn client(&self, pool_size: usize) -> AuthClient {
         let token = self.live[0].clone();
+        let hash = self.live_hashes[0].clone();
         warmed_client(
             &self.cluster,
             roles::VALIDATOR,
@@ -156,8 +172,9 @@ impl SessionBench {
             pool_size,
             20,
             move |client| {
-                let token = token.clone();
+                let (token, hash) = (token.clone(), hash.clone());
                 async move {
+                    assert!(row_by_hash(&client, &hash).await.expect("row by hash"));
                     let validation = client.validate_session(&token).await.expect("validate");
                     assert!(validation.is_valid());
                     let touch = client.touch_session(&token).await.expect("touch");
@@ -168,6 +185,13 @@ impl SessionBench {
         )
         .await
     }
+}
+
+/// [`ROW_BY_HASH`]: returns whether the row was found.
+pub async fn row_by_hash(client: &AuthClient, hash: &[u8]) -> Result<bool, auth_client::Error> {
+    let connection = client.pool().get().await?;
+    let statement = connection.prepare_cached(ROW_BY_HASH).await?;
+    Ok(connection.query_opt(&statement, &[&hash]).await?.is_some())
 }
 
 /// The plain-SQL request: the read, then (with `touch`) the UPDATE. Returns whether the
@@ -187,14 +211,29 @@ pub async fn plain_read(
     Ok(valid)
 }
 
-/// The session workloads, `SELECT 1` first: the plain read, the plain read and touch,
+/// The session workloads, `SELECT 1` first: the row by its stored hash ([`ROW_BY_HASH`]), the
+/// plain read, the plain read and touch,
 /// `validate_session`, and `touch_session` on busy sessions (the first [`BUSY_SESSIONS`],
 /// so each is touched many times a minute and written once a minute) and on all sessions
 /// (each touched rarely, so nearly every touch writes).
-pub fn workloads(client: &AuthClient, live: &[String]) -> Vec<Workload> {
+pub fn workloads(client: &AuthClient, bench: &SessionBench) -> Vec<Workload> {
+    let live = &bench.live;
     let all = Arc::new(live.to_vec());
     let busy = Arc::new(live[..BUSY_SESSIONS.min(live.len())].to_vec());
     let mut workloads = vec![select_one(client)];
+    {
+        let (client, hashes) = (client.clone(), Arc::new(bench.live_hashes.clone()));
+        workloads.push(Workload::new(
+            "plain SQL floor: the row by its stored hash",
+            move |_, random| {
+                let (client, hashes) = (client.clone(), hashes.clone());
+                async move {
+                    let hash = &hashes[random % hashes.len()];
+                    assert!(row_by_hash(&client, hash).await.expect("row by hash"));
+                }
+            },
+        ));
+    }
     for (name, touch) in [
         ("plain SQL: read", false),
         ("plain SQL: read + `UPDATE ... last_activity = now()`", true),

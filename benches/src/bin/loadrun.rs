@@ -113,7 +113,7 @@ async fn tokens(plan: &Plan, redis: bool) {
     let client = bench.client(8).await;
     let tokens = Arc::new(bench.tokens.clone());
     let server_version = bench.cluster.psql("postgres", "SHOW server_version");
-    let mut workloads = token_workloads(&client, tokens.clone());
+    let mut workloads = token_workloads(&client, tokens.clone(), Arc::new(bench.hashes.clone()));
     let _redis = if redis {
         let (redis, connections) = Redis::start(&tokens).await;
         let connections = Arc::new(connections);
@@ -219,7 +219,7 @@ async fn sessions(plan: &Plan) {
     let bench = SessionBench::setup(n, 0).await;
     let client = bench.client(8).await;
     let server_version = bench.cluster.psql("postgres", "SHOW server_version");
-    let workloads = session_workloads(&client, &bench.live);
+    let workloads = session_workloads(&client, &bench);
     println!(
         "Sessions: {n} in force; {} rounds of {} s per workload, interleaved; medians of the \
          rounds. `auth_pg.session_touch_interval` 60 s (the default).",
@@ -295,7 +295,7 @@ async fn session_cleanup() {
                     pg_size_pretty(pg_indexes_size('auth_pg.sessions')) || ' indexes'",
         )
     };
-    let validate = session_workloads(&client, &bench.live)
+    let validate = session_workloads(&client, &bench)
         .into_iter()
         .find(|w| w.name() == "`validate_session`")
         .expect("the validate workload");
