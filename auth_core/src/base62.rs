@@ -8,19 +8,41 @@
 pub(crate) const ALPHABET: &[u8; 62] =
     b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
+/// What [`VALUES`] holds for a byte that is not a digit: the only entry with its high bit set.
+const NOT_A_DIGIT: u8 = 0xFF;
+
+/// Each byte's digit value, or [`NOT_A_DIGIT`]: one load per byte on the path that checks
+/// every credential, in the client and in the server.
+const VALUES: [u8; 256] = {
+    let mut values = [NOT_A_DIGIT; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        values[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    values
+};
+
 /// Whether `byte` is one of the 62 digits.
+#[cfg(test)]
 pub(crate) fn is_digit(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric()
+    VALUES[usize::from(byte)] != NOT_A_DIGIT
+}
+
+/// Whether every byte of `bytes` is a digit. Looks at every byte (a credential has a fixed
+/// length, checked before), which lets the loop run without a branch per byte.
+pub(crate) fn all_digits(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .fold(0u8, |seen, &byte| seen | VALUES[usize::from(byte)])
+        & 0x80
+        == 0
 }
 
 /// The value of a base62 digit, or None for any other byte.
 pub(crate) fn digit_value(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'A'..=b'Z' => Some(byte - b'A' + 10),
-        b'a'..=b'z' => Some(byte - b'a' + 36),
-        _ => None,
-    }
+    let value = VALUES[usize::from(byte)];
+    (value != NOT_A_DIGIT).then_some(value)
 }
 
 /// The number written by `digits` (at most 10 of them, so that it fits in 64 bits).
@@ -87,6 +109,20 @@ mod tests {
                 digit_value(byte),
                 "byte {byte}"
             );
+        }
+    }
+
+    #[test]
+    fn all_digits_finds_any_byte_outside_the_alphabet_anywhere() {
+        let digits: Vec<u8> = ALPHABET.iter().copied().cycle().take(49).collect();
+        assert!(all_digits(&digits));
+        assert!(all_digits(b""));
+        for position in [0, 1, 24, 47, 48] {
+            for byte in (0..=255u8).filter(|b| !ALPHABET.contains(b)) {
+                let mut wrong = digits.clone();
+                wrong[position] = byte;
+                assert!(!all_digits(&wrong), "byte {byte} at {position}");
+            }
         }
     }
 

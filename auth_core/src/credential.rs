@@ -207,7 +207,7 @@ pub fn check_format(expected: CredentialKind, candidate: &[u8]) -> Result<(), Fo
             None => FormatError::UnknownPrefix,
         });
     }
-    if !candidate[PREFIX_LEN..].iter().all(|&b| base62::is_digit(b)) {
+    if !base62::all_digits(&candidate[PREFIX_LEN..]) {
         return Err(FormatError::BadAlphabet);
     }
     let (signed, given) = candidate.split_at(PREFIX_LEN + BODY_LEN);
