@@ -192,8 +192,8 @@ impl AuthClient {
         new_key(&row, "create_api_key")
     }
 
-    /// Checks an API key (needs `auth_pg_validator`). A malformed string is answered here
-    /// without a round trip, exactly as the server would answer it.
+    /// Checks an API key (needs `auth_pg_validator`). A string not shaped like an API key is
+    /// answered `malformed` here without a round trip; the server checks the rest.
     pub async fn validate_api_key(&self, key: &str) -> Result<ApiKeyValidation, Error> {
         self.check::<ApiKeyValidationRecord, _>(
             CredentialKind::ApiKey,

@@ -10,8 +10,8 @@ use crate::{CacheStats, Error};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Metrics {
-    /// Statements sent to the server (a call answered from the cache, or found malformed
-    /// without a round trip, sends none).
+    /// Statements sent to the server (a call answered from the cache, or not shaped like a
+    /// credential, sends none).
     pub statements: u64,
     /// Statements that did not complete: no connection could be had, or the server raised an
     /// error.

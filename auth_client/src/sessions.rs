@@ -160,8 +160,8 @@ impl AuthClient {
     }
 
     /// Checks a session token without writing anything (the idle deadline does not move). A
-    /// malformed string is answered here without a round trip, exactly as the server would
-    /// answer it. Needs the `auth_pg_validator` role.
+    /// string not shaped like a session token is answered `malformed` here without a round
+    /// trip; the server checks the rest. Needs the `auth_pg_validator` role.
     pub async fn validate_session(&self, token: &str) -> Result<SessionValidation, Error> {
         self.check::<SessionValidationRecord, _>(
             CredentialKind::Session,
@@ -175,8 +175,8 @@ impl AuthClient {
 
     /// Checks a session token and, when it is valid, slides its idle deadline (never past the
     /// absolute one): the call to make on each request of the session. The server writes at
-    /// most once per `auth_pg.session_touch_interval`. A malformed string is answered here
-    /// without a round trip, exactly as the server would answer it. Needs the
+    /// most once per `auth_pg.session_touch_interval`. A string not shaped like a session token
+    /// is answered `malformed` here without a round trip; the server checks the rest. Needs the
     /// `auth_pg_validator` role.
     ///
     /// With a cache, a touch is never answered from memory (it would not slide the deadline);

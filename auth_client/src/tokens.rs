@@ -127,8 +127,9 @@ impl AuthClient {
             .map_err(|err| Error::decode(format!("issue_token returned no token: {err}")))
     }
 
-    /// Checks a token. A malformed string is answered here without a round trip, exactly as
-    /// the server would answer it. Needs the `auth_pg_validator` role.
+    /// Checks a token. A string not shaped like a token (empty, wrong length, kind or
+    /// alphabet) is answered `malformed` here without a round trip; the server checks the
+    /// rest, the checksum included. Needs the `auth_pg_validator` role.
     pub async fn validate_token(&self, token: &str) -> Result<TokenValidation, Error> {
         self.check::<TokenValidationRecord, _>(
             CredentialKind::Token,

@@ -18,7 +18,9 @@ pub mod jwt;
 pub mod packed;
 pub mod permissions;
 
-pub use credential::{Credential, CredentialKind, FormatError, check_format, random_id};
+pub use credential::{
+    Credential, CredentialKind, FormatError, check_format, check_shape, random_id,
+};
 pub use hash::{HashKey, KeyFormatError, credential_hash};
 pub use input::{InputError, IntervalParts};
 pub use invalidation::Invalidation;
