@@ -8,7 +8,8 @@
 # statement 600 and 2 600 times through the extended protocol with a prepared statement
 # (benches/src/bin/callgrind_driver.rs, as auth_client calls it). The difference of the two
 # backends' totals, divided by 2 000, is the cost of one execution. Prints one line per
-# statement. Stops a running demo cluster first (installing replaces its library).
+# statement, then the client's own instructions for a call through auth_client (the driver run
+# under callgrind). Stops a running demo cluster first (installing replaces its library).
 source "$(dirname "$0")/lib.sh"
 
 LABEL="${1:-$(git -C "$AUTH_PG_ROOT" rev-parse --short HEAD)}"
@@ -108,4 +109,19 @@ for spec in "SELECT 1|" "$PLAIN_SQL_CHECK|@$DIR/tokens" "$ROW_BY_HASH|@$DIR/hash
         [ -n "${counts[$n]}" ] || die "no callgrind total for backend $pid ($query)"
     done
     printf '%s | %s | %d\n' "$LABEL" "$query" $(((counts[2600] - counts[600]) / 2000))
+done
+# The client's side of a call: auth_client's instructions, this time with the driver under
+# callgrind (user space only, as for the server).
+for spec in "ping|" "validate_token|@$DIR/tokens" "validate_session|@$DIR/sessions"; do
+    call="${spec%%|*}"
+    argument="${spec#*|}"
+    declare -A counts=()
+    for n in 600 2600; do
+        out="$DIR/client.$call.$n"
+        valgrind --tool=callgrind --callgrind-out-file="$out" \
+            "$DRIVER" "$URL" "auth_client:$call" ${argument:+"$argument"} "$n" \
+            >/dev/null 2>"$DIR/client.log" || die "auth_client $call failed: $(tail -n 3 "$DIR/client.log")"
+        counts[$n]="$(awk '/^totals:|^summary:/ {print $2; exit}' "$out")"
+    done
+    printf '%s | client: AuthClient::%s | %d\n' "$LABEL" "$call" $(((counts[2600] - counts[600]) / 2000))
 done
