@@ -24,6 +24,24 @@ mod tests {
         }
     }
 
+    /// `jsonb_out`'s text of a complete jsonb varlena (4-byte header included).
+    fn jsonb_out(varlena: &[u8]) -> String {
+        // SAFETY: a palloc'd copy of the varlena goes to jsonb_out, which returns a C string.
+        unsafe {
+            let copy = pg_sys::palloc(varlena.len()).cast::<u8>();
+            std::ptr::copy_nonoverlapping(varlena.as_ptr(), copy, varlena.len());
+            let datum = pgrx::direct_function_call_as_datum(
+                pg_sys::jsonb_out,
+                &[Some(pg_sys::Datum::from(copy))],
+            )
+            .expect("jsonb_out never returns NULL");
+            std::ffi::CStr::from_ptr(datum.cast_mut_ptr())
+                .to_str()
+                .expect("UTF-8")
+                .to_owned()
+        }
+    }
+
     fn assert_same_as_jsonb_in(value: &Value) {
         let encoded = encode(value).expect("representable");
         if encoded != jsonb_in(value) {
@@ -147,21 +165,7 @@ mod tests {
     /// read both where it lies and from a copy at an odd address; None when it declines.
     fn texts(value: &Value) -> (String, Option<String>) {
         let varlena = jsonb_in(value);
-        // SAFETY: a palloc'd copy of a complete jsonb varlena goes to jsonb_out, which returns
-        // a C string.
-        let expected = unsafe {
-            let copy = pg_sys::palloc(varlena.len()).cast::<u8>();
-            std::ptr::copy_nonoverlapping(varlena.as_ptr(), copy, varlena.len());
-            let datum = pgrx::direct_function_call_as_datum(
-                pg_sys::jsonb_out,
-                &[Some(pg_sys::Datum::from(copy))],
-            )
-            .expect("jsonb_out never returns NULL");
-            std::ffi::CStr::from_ptr(datum.cast_mut_ptr())
-                .to_str()
-                .expect("UTF-8")
-                .to_owned()
-        };
+        let expected = jsonb_out(&varlena);
         let body = &varlena[4..];
         let mut out = b"before".to_vec();
         let written = write_text(body, &mut out)
@@ -223,21 +227,7 @@ mod tests {
     fn encoded_jsonb_reads_back_as_the_same_document() {
         let claims = json!({"sub": "ada", "exp": 1_795_544_623, "roles": ["admin", "member"],
                             "org": {"id": "acme", "plan": "pro"}});
-        let encoded = encode(&claims).expect("representable");
-        // SAFETY: the bytes are a complete jsonb varlena; a palloc'd copy is handed to jsonb_out.
-        let text = unsafe {
-            let copy = pg_sys::palloc(encoded.len()).cast::<u8>();
-            std::ptr::copy_nonoverlapping(encoded.as_ptr(), copy, encoded.len());
-            let datum = pgrx::direct_function_call_as_datum(
-                pg_sys::jsonb_out,
-                &[Some(pg_sys::Datum::from(copy))],
-            )
-            .expect("jsonb_out never returns NULL");
-            std::ffi::CStr::from_ptr(datum.cast_mut_ptr())
-                .to_str()
-                .expect("UTF-8")
-                .to_owned()
-        };
+        let text = jsonb_out(&encode(&claims).expect("representable"));
         let read_back: Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(read_back, claims);
     }
