@@ -7,9 +7,8 @@
 //! the same answer as the row-returning ones, written by this module in a fixed layout that
 //! needs no lookup; `auth_client` reads it. The layout is [`auth_core::packed`]'s.
 
-use std::cell::RefCell;
-
 use auth_core::packed::{NULL_ELEMENT, VERSION, tag};
+use pgrx::IntoDatum;
 use pgrx::pg_sys::{self, Datum};
 
 use crate::fmgr;
@@ -49,12 +48,6 @@ impl Field {
     }
 }
 
-thread_local! {
-    /// The answer being written, kept between calls so that packing allocates only the
-    /// returned `bytea`.
-    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
 /// Packs an answer: `values[0]` is the status (text), `values[i + 1]` is written as
 /// `fields[i]`. By-reference values may point into a shared buffer: they are copied.
 pub(crate) fn pack(fields: &[Field], values: &[Datum], nulls: &[bool]) -> Datum {
@@ -62,49 +55,22 @@ pub(crate) fn pack(fields: &[Field], values: &[Datum], nulls: &[bool]) -> Datum 
         values.len() == fields.len() + 1 && nulls.len() == values.len(),
         "answer arity"
     );
-    BUFFER.with_borrow_mut(|out| {
-        out.clear();
-        out.push(VERSION);
-        let kinds = std::iter::once(Field::Text).chain(fields.iter().copied());
-        for ((field, &value), &null) in kinds.zip(values).zip(nulls) {
-            if null {
-                out.push(tag::NULL);
-            } else {
-                out.push(field.tag());
-                // SAFETY: the value is non-NULL and of the attribute's type, which `fields`
-                // states (checked against the catalog by a test).
-                unsafe { write_value(out, field, value) };
-            }
+    let mut out = Vec::with_capacity(256);
+    out.push(VERSION);
+    let kinds = std::iter::once(Field::Text).chain(fields.iter().copied());
+    for ((field, &value), &null) in kinds.zip(values).zip(nulls) {
+        if null {
+            out.push(tag::NULL);
+        } else {
+            out.push(field.tag());
+            // SAFETY: the value is non-NULL and of the attribute's type, which `fields` states
+            // (checked against the catalog by a test).
+            unsafe { write_value(&mut out, field, value) };
         }
-        let answer = bytea(out);
-        // An unusually large answer (huge metadata) does not stay allocated.
-        if out.capacity() > RETAINED_CAPACITY {
-            *out = Vec::new();
-        }
-        answer
-    })
-}
-
-/// The most the packing buffer keeps between calls.
-const RETAINED_CAPACITY: usize = 64 * 1024;
-
-/// A `bytea` holding `bytes`, palloc'd in the current memory context.
-fn bytea(bytes: &[u8]) -> Datum {
-    let size = pg_sys::VARHDRSZ + bytes.len();
-    // A row's values are each under 1 GB; an answer of a few of them fits a varlena's size.
-    let size_i32 = i32::try_from(size).expect("an answer fits in a bytea");
-    // SAFETY: palloc raises an ERROR rather than return NULL; the header and the bytes are
-    // written within the `size` bytes allocated.
-    unsafe {
-        let value = pg_sys::palloc(size).cast::<pg_sys::varlena>();
-        pgrx::varlena::set_varsize_4b(value, size_i32);
-        std::ptr::copy_nonoverlapping(
-            bytes.as_ptr(),
-            value.cast::<u8>().add(pg_sys::VARHDRSZ),
-            bytes.len(),
-        );
-        Datum::from(value)
     }
+    out.as_slice()
+        .into_datum()
+        .expect("a byte slice is never NULL")
 }
 
 /// Writes `value` as `field`.
@@ -133,12 +99,12 @@ unsafe fn write_value(out: &mut Vec<u8>, field: Field, value: Datum) {
                 }
             }
             Field::Jsonb => {
+                // The text's length goes first: write a placeholder, then the length once known.
                 let at = out.len();
-                out.extend_from_slice(&[0; 4]);
+                write_len(out, 0);
                 if crate::jsonb::write_text(fmgr::varlena_bytes(value.cast_mut_ptr()), out) {
-                    let len = out.len() - at - 4;
-                    let len = u32::try_from(len).expect("a value's length fits in 32 bits");
-                    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+                    let len = len_bytes(out.len() - at - 4);
+                    out[at..at + 4].copy_from_slice(&len);
                     return;
                 }
                 out.truncate(at);
@@ -157,9 +123,15 @@ unsafe fn write_value(out: &mut Vec<u8>, field: Field, value: Datum) {
 }
 
 fn write_len(out: &mut Vec<u8>, len: usize) {
+    out.extend_from_slice(&len_bytes(len));
+}
+
+/// A length as the layout writes it.
+fn len_bytes(len: usize) -> [u8; 4] {
     // A value of a row is under 1 GB, so its length fits.
-    let len = u32::try_from(len).expect("a value's length fits in 32 bits");
-    out.extend_from_slice(&len.to_be_bytes());
+    u32::try_from(len)
+        .expect("a value's length fits in 32 bits")
+        .to_be_bytes()
 }
 
 fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
