@@ -156,11 +156,8 @@ impl AuthClient {
         if auth_core::check_shape(kind, credential.as_bytes()).is_err() {
             return Ok(malformed());
         }
-        if self.cache.is_none() {
-            return self.fetch_check::<R, T>(sql, credential).await;
-        }
         let key = |cache: &Cache| cache.credential_key(kind, credential);
-        let fetch = self.fetch_check::<R, T>(sql, credential);
+        let fetch = || self.fetch_check::<R, T>(sql, credential);
         let read = match via {
             Via::CacheOrServer => Some(T::from_answer),
             Via::Server => None,
@@ -169,17 +166,22 @@ impl AuthClient {
     }
 
     /// Answers from the cache what it holds under `key` (read by `read`; `None` for a call
-    /// that must reach the server every time, such as a touch, which writes), else runs `fetch`
-    /// and stores what `keep` makes of its answer. Without a cache, just runs `fetch`.
-    pub(crate) async fn through_cache<T>(
+    /// that must reach the server every time, such as a touch, which writes), else runs the
+    /// call `fetch` makes and stores what `keep` makes of its answer. Without a cache, just runs
+    /// the call. `fetch` makes the call's future only where it is run: a query's future is
+    /// large, and every call pays for moving it.
+    pub(crate) async fn through_cache<T, F>(
         &self,
         key: impl FnOnce(&Cache) -> Key,
-        fetch: impl Future<Output = Result<T, Error>>,
+        fetch: impl FnOnce() -> F,
         read: Option<impl FnOnce(&Answer) -> Option<T>>,
         keep: impl FnOnce(&T) -> Option<(Answer, Option<SystemTime>)>,
-    ) -> Result<T, Error> {
+    ) -> Result<T, Error>
+    where
+        F: Future<Output = Result<T, Error>>,
+    {
         let Some(cache) = self.cache.as_deref().filter(|cache| cache.serving()) else {
-            return fetch.await;
+            return fetch().await;
         };
         let key = key(cache);
         if let Some(read) = read
@@ -194,16 +196,19 @@ impl AuthClient {
         Self::fetch_and_store(cache, key, fetch, keep).await
     }
 
-    async fn fetch_and_store<T>(
+    async fn fetch_and_store<T, F>(
         cache: &Cache,
         key: Key,
-        fetch: impl Future<Output = Result<T, Error>>,
+        fetch: impl FnOnce() -> F,
         keep: impl FnOnce(&T) -> Option<(Answer, Option<SystemTime>)>,
-    ) -> Result<T, Error> {
+    ) -> Result<T, Error>
+    where
+        F: Future<Output = Result<T, Error>>,
+    {
         // The ticket is taken before the call is sent: an invalidation heard while it runs
         // makes the store refuse its answer.
         let ticket = cache.ticket();
-        let answer = fetch.await?;
+        let answer = fetch().await?;
         if let (Some(ticket), Some((stored, expires_at))) = (ticket, keep(&answer)) {
             cache.store(ticket, key, stored, expires_at);
         }

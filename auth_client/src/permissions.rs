@@ -36,7 +36,7 @@ impl AuthClient {
     ) -> Result<bool, Error> {
         self.through_cache(
             |cache| cache.question_key("has_permission", &[Some(user_id), Some(permission), org]),
-            self.two_names_and_org(HAS_PERMISSION, user_id, permission, org),
+            || self.two_names_and_org(HAS_PERMISSION, user_id, permission, org),
             Some(|answer: &Answer| match answer {
                 Answer::Allowed { allowed, .. } => Some(*allowed),
                 _ => None,
@@ -77,7 +77,7 @@ impl AuthClient {
         user_id: &str,
         org: Option<&str>,
     ) -> Result<Vec<String>, Error> {
-        let fetch = async {
+        let fetch = || async {
             let row = self.query_one(USER_PERMISSIONS, &[&user_id, &org]).await?;
             Ok(row.try_get(0)?)
         };
