@@ -665,42 +665,20 @@ fn write_numeric(out: &mut Vec<u8>, data: &[u8]) -> Option<()> {
         (header & 0x03 == 0).then_some((header >> 2) as usize)?
     };
     let numeric = data.get(..size)?;
-    // numeric_out reads the value's fields in place: give it an aligned copy, as PostgreSQL
-    // gives it a detoasted one.
-    let copy = PgBytes::copy(numeric);
-    // SAFETY: the copy is a complete numeric varlena (checked header and size); numeric_out
-    // returns its text as a palloc'd C string.
-    let text = unsafe {
-        direct_function_call::<&CStr>(pg_sys::numeric_out, &[Some(copy.datum())])
-            .expect("numeric_out returns text for a value")
-    };
-    out.extend_from_slice(text.to_bytes());
+    // SAFETY: numeric_out reads the value's fields in place: it gets an aligned palloc'd copy of
+    // a complete numeric varlena (checked header and size), as PostgreSQL gives it a detoasted
+    // one, and returns its text as a palloc'd C string. Both are freed here; on an ERROR, with
+    // the memory context.
+    unsafe {
+        let copy = pg_sys::palloc(numeric.len()).cast::<u8>();
+        std::ptr::copy_nonoverlapping(numeric.as_ptr(), copy, numeric.len());
+        let text = direct_function_call::<&CStr>(pg_sys::numeric_out, &[Some(copy.into())])
+            .expect("numeric_out returns text for a value");
+        out.extend_from_slice(text.to_bytes());
+        pg_sys::pfree(text.as_ptr().cast_mut().cast());
+        pg_sys::pfree(copy.cast());
+    }
     Some(())
-}
-
-/// A palloc'd copy of some bytes, freed when dropped.
-struct PgBytes(*mut u8);
-
-impl PgBytes {
-    fn copy(bytes: &[u8]) -> Self {
-        // SAFETY: palloc returns `len` writable bytes (or raises an ERROR); MAXALIGNed.
-        unsafe {
-            let copy = pg_sys::palloc(bytes.len()).cast::<u8>();
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), copy, bytes.len());
-            Self(copy)
-        }
-    }
-
-    fn datum(&self) -> pg_sys::Datum {
-        pg_sys::Datum::from(self.0)
-    }
-}
-
-impl Drop for PgBytes {
-    fn drop(&mut self) {
-        // SAFETY: palloc'd in `copy`, freed once; on an ERROR the memory context frees it.
-        unsafe { pg_sys::pfree(self.0.cast()) };
-    }
 }
 
 /// A JSON string as PostgreSQL's `escape_json` writes it. `None` for a NUL byte, which no
