@@ -172,7 +172,9 @@ impl TokenBench {
             async move {
                 client.validate_token(&token).await.expect("validate");
                 plain_sql_check(&client, &token).await.expect("plain");
-                row_by_hash(&client, &hash).await.expect("row by hash");
+                row_by_hash(&client, ROW_BY_HASH, &hash)
+                    .await
+                    .expect("row by hash");
             }
         })
         .await
@@ -248,11 +250,36 @@ pub(crate) async fn copy_in(db: &tokio_postgres::Client, statement: &str, data: 
     sink.close().await.expect("COPY end");
 }
 
-/// [`ROW_BY_HASH`]: returns whether the row was found.
-pub async fn row_by_hash(client: &AuthClient, hash: &[u8]) -> Result<bool, auth_client::Error> {
+/// A plain-SQL floor (`sql`, [`ROW_BY_HASH`] or its sessions' twin, one `bytea` parameter):
+/// returns whether the row was found.
+pub async fn row_by_hash(
+    client: &AuthClient,
+    sql: &str,
+    hash: &[u8],
+) -> Result<bool, auth_client::Error> {
     let connection = client.pool().get().await?;
-    let statement = connection.prepare_cached(ROW_BY_HASH).await?;
+    let statement = connection.prepare_cached(sql).await?;
     Ok(connection.query_opt(&statement, &[&hash]).await?.is_some())
+}
+
+/// The workload of a plain-SQL floor: `sql` ([`row_by_hash`]) on a random one of the stored
+/// `hashes`.
+pub fn floor_workload(
+    client: &AuthClient,
+    sql: &'static str,
+    hashes: Arc<Vec<Vec<u8>>>,
+) -> Workload {
+    let client = client.clone();
+    Workload::new(
+        "plain SQL floor: the row by its stored hash",
+        move |_, random| {
+            let (client, hashes) = (client.clone(), hashes.clone());
+            async move {
+                let hash = &hashes[random % hashes.len()];
+                assert!(row_by_hash(&client, sql, hash).await.expect("row by hash"));
+            }
+        },
+    )
 }
 
 /// The plain-SQL baseline: returns whether the token is valid.
@@ -309,16 +336,7 @@ pub fn token_workloads(
 ) -> Vec<Workload> {
     vec![
         select_one(client),
-        Workload::new("plain SQL floor: the row by its stored hash", {
-            let client = client.clone();
-            move |_, random| {
-                let (client, hashes) = (client.clone(), hashes.clone());
-                async move {
-                    let hash = &hashes[random % hashes.len()];
-                    assert!(row_by_hash(&client, hash).await.expect("row by hash"));
-                }
-            }
-        }),
+        floor_workload(client, ROW_BY_HASH, hashes),
         Workload::new("plain SQL: pgcrypto `digest` + B-tree", {
             let (client, tokens) = (client.clone(), tokens.clone());
             move |_, random| {

@@ -174,7 +174,11 @@ impl SessionBench {
             move |client| {
                 let (token, hash) = (token.clone(), hash.clone());
                 async move {
-                    assert!(row_by_hash(&client, &hash).await.expect("row by hash"));
+                    assert!(
+                        crate::row_by_hash(&client, ROW_BY_HASH, &hash)
+                            .await
+                            .expect("row by hash")
+                    );
                     let validation = client.validate_session(&token).await.expect("validate");
                     assert!(validation.is_valid());
                     let touch = client.touch_session(&token).await.expect("touch");
@@ -185,13 +189,6 @@ impl SessionBench {
         )
         .await
     }
-}
-
-/// [`ROW_BY_HASH`]: returns whether the row was found.
-pub async fn row_by_hash(client: &AuthClient, hash: &[u8]) -> Result<bool, auth_client::Error> {
-    let connection = client.pool().get().await?;
-    let statement = connection.prepare_cached(ROW_BY_HASH).await?;
-    Ok(connection.query_opt(&statement, &[&hash]).await?.is_some())
 }
 
 /// The plain-SQL request: the read, then (with `touch`) the UPDATE. Returns whether the
@@ -221,19 +218,11 @@ pub fn workloads(client: &AuthClient, bench: &SessionBench) -> Vec<Workload> {
     let all = Arc::new(live.to_vec());
     let busy = Arc::new(live[..BUSY_SESSIONS.min(live.len())].to_vec());
     let mut workloads = vec![select_one(client)];
-    {
-        let (client, hashes) = (client.clone(), Arc::new(bench.live_hashes.clone()));
-        workloads.push(Workload::new(
-            "plain SQL floor: the row by its stored hash",
-            move |_, random| {
-                let (client, hashes) = (client.clone(), hashes.clone());
-                async move {
-                    let hash = &hashes[random % hashes.len()];
-                    assert!(row_by_hash(&client, hash).await.expect("row by hash"));
-                }
-            },
-        ));
-    }
+    workloads.push(crate::floor_workload(
+        client,
+        ROW_BY_HASH,
+        Arc::new(bench.live_hashes.clone()),
+    ));
     for (name, touch) in [
         ("plain SQL: read", false),
         ("plain SQL: read + `UPDATE ... last_activity = now()`", true),
