@@ -82,6 +82,8 @@ for _ in $(seq 1 120); do
 done
 
 URL="host=$DIR port=$PORT dbname=bench user=postgres"
+# The total instructions of a callgrind profile.
+profile_total() { awk '/^totals:|^summary:/ {print $2; exit}' "$1"; }
 # The total of a backend's profile, written when its connection ends.
 total() {
     local file="$DIR/callgrind.$1"
@@ -89,8 +91,11 @@ total() {
         [ -s "$file" ] && grep -q '^totals:\|^summary:' "$file" && break
         sleep 1
     done
-    awk '/^totals:|^summary:/ {print $2; exit}' "$file"
+    profile_total "$file"
 }
+# One line of the report: what `$1` costs an execution, from the totals of 600 ($2) and 2 600
+# ($3) executions.
+report() { printf '%s | %s | %d\n' "$LABEL" "$1" $((($3 - $2) / 2000)); }
 PLAIN_SQL_CHECK="SELECT user_id, scopes, expires_at, (revoked_at IS NULL AND expires_at > now()) AS valid FROM bench_plain.tokens WHERE token_hash = digest(\$1, 'sha256')"
 # The floor of the token benches (benches/src/lib.rs, ROW_BY_HASH), the hash sent as hex (the
 # driver sends text) and decoded by the statement, a little more work than a bytea parameter.
@@ -108,7 +113,7 @@ for spec in "SELECT 1|" "$PLAIN_SQL_CHECK|@$DIR/tokens" "$ROW_BY_HASH|@$DIR/hash
         counts[$n]="$(total "$pid")"
         [ -n "${counts[$n]}" ] || die "no callgrind total for backend $pid ($query)"
     done
-    printf '%s | %s | %d\n' "$LABEL" "$query" $(((counts[2600] - counts[600]) / 2000))
+    report "$query" "${counts[600]}" "${counts[2600]}"
 done
 # The client's side of a call: auth_client's instructions, this time with the driver under
 # callgrind (user space only, as for the server).
@@ -121,7 +126,7 @@ for spec in "ping|" "validate_token|@$DIR/tokens" "validate_session|@$DIR/sessio
         valgrind --tool=callgrind --callgrind-out-file="$out" \
             "$DRIVER" "$URL" "auth_client:$call" ${argument:+"$argument"} "$n" \
             >/dev/null 2>"$DIR/client.log" || die "auth_client $call failed: $(tail -n 3 "$DIR/client.log")"
-        counts[$n]="$(awk '/^totals:|^summary:/ {print $2; exit}' "$out")"
+        counts[$n]="$(profile_total "$out")"
     done
-    printf '%s | client: AuthClient::%s | %d\n' "$LABEL" "$call" $(((counts[2600] - counts[600]) / 2000))
+    report "client: AuthClient::$call" "${counts[600]}" "${counts[2600]}"
 done
