@@ -3,8 +3,8 @@
 //! A check's answer carries the credential's scopes, a `text[]` of a few short elements. Going
 //! through `deconstruct_array` costs a detoasted copy of the array (a stored array this small
 //! has a one-byte header, which its readers must not cast to `ArrayType`), two palloc'd arrays
-//! and a crossing into PostgreSQL per call: about a thousand instructions, as much as the
-//! credential's BLAKE3 hash. [`TextElements`] reads the same layout in place instead.
+//! and crossings into PostgreSQL. [`TextElements`] reads the same layout in place instead:
+//! about 380 fewer instructions a token check (`scripts/callgrind.sh`).
 //!
 //! The layout is PostgreSQL's (`utils/array.h`): after the varlena header, `ndim`,
 //! `dataoffset` (0 when there is no null bitmap) and the element type, then `ndim` dimensions

@@ -461,8 +461,9 @@ const TEXT_MAX_DEPTH: usize = 64;
 /// [`TEXT_MAX_DEPTH`], or a layout whose bounds do not hold): the caller then asks PostgreSQL.
 ///
 /// A check's answer carries the row's metadata as text; `JsonbToCString` builds it through an
-/// iterator that pallocs a frame per container and a `StringInfo` that grows by doubling,
-/// several times the work of reading the layout directly.
+/// iterator that pallocs a frame per container and a `StringInfo` that grows by doubling:
+/// reading the layout directly saves about 3 000 instructions a session check whose metadata
+/// holds an IP, a user agent and a device (`scripts/callgrind.sh`).
 pub(crate) fn write_text(body: &[u8], out: &mut Vec<u8>) -> bool {
     let start = out.len();
     let written = Container::at(body).and_then(|root| {
